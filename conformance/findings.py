@@ -1,0 +1,83 @@
+"""What a verdict reports: a Finding per violation, raised together as a ConformanceFailure."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ConformanceFailure", "Finding"]
+
+_MAX_RAW = 600
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One violation, with the evidence a maintainer needs to find it on the wire."""
+
+    item: str
+    """Changelog item id, e.g. `0.3.18/stream-include-usage`."""
+    check: str
+    """The rule or check that found it."""
+    message: str
+    endpoint: str | None = None
+    exchange: int | None = None
+    """Index of the offending exchange among those a check sent (None for a single exchange)."""
+    chunk: int | None = None
+    """Index of the offending SSE event in the response stream, None for a plain body."""
+    raw: str | None = None
+    """The offending event's raw text or an excerpt of the body."""
+    pointer: str | None = None
+    """JSON pointer into the body or the chunk's payload."""
+    expected: Any = None
+    seen: Any = None
+
+    def __str__(self) -> str:
+        where = [f"[{self.item}] {self.check}: {self.message}"]
+        if self.endpoint:
+            where.append(
+                f"  endpoint: {self.endpoint}" + ("" if self.exchange is None else f" (request #{self.exchange})")
+            )
+        if self.chunk is not None:
+            where.append(f"  chunk #{self.chunk}")
+        if self.pointer is not None:
+            where.append(f"  at: {self.pointer or '/'}")
+        if self.expected is not None:
+            where.append(f"  expected: {_short(self.expected)}")
+        if self.seen is not None:
+            where.append(f"  seen: {_short(self.seen)}")
+        if self.raw is not None:
+            where.append(f"  raw: {_clip(self.raw)}")
+        return "\n".join(where)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "item": self.item,
+            "check": self.check,
+            "message": self.message,
+            "endpoint": self.endpoint,
+            "exchange": self.exchange,
+            "chunk": self.chunk,
+            "raw": None if self.raw is None else _clip(self.raw),
+            "pointer": self.pointer,
+            "expected": self.expected,
+            "seen": self.seen,
+        }
+
+
+class ConformanceFailure(AssertionError):
+    """Raised by a check that found violations; pytest prints it natively, reports read `findings`."""
+
+    def __init__(self, findings: Sequence[Finding]) -> None:
+        self.findings = tuple(findings)
+        super().__init__("\n".join(str(f) for f in self.findings))
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_RAW else text[:_MAX_RAW] + f"... ({len(text)} chars)"
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return _clip(text)
