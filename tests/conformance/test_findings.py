@@ -1,0 +1,34 @@
+"""Tests for findings: the evidence is shown, long raw text is clipped, failures are AssertionErrors."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.findings import ConformanceFailure, Finding
+
+
+def test_str_names_item_check_and_evidence() -> None:
+    finding = Finding(
+        item="0.3.16/no-empty-function-name", check="name-once", message="function.name repeated",
+        endpoint="/v1/chat/completions", exchange=1, chunk=4, raw='data: {"x": 1}', pointer="/choices/0",
+        expected="absent", seen="",
+    )
+    text = str(finding)
+    for part in ("[0.3.16/no-empty-function-name]", "name-once", "chunk #4", "request #1", "/choices/0",
+                 'data: {"x": 1}', "expected: absent"):
+        assert part in text
+
+
+def test_raw_is_clipped() -> None:
+    finding = Finding(item="i", check="c", message="m", raw="x" * 5000)
+    assert "(5000 chars)" in str(finding)
+    assert len(finding.to_dict()["raw"]) < 700
+
+
+def test_failure_is_an_assertion_error_with_findings() -> None:
+    findings = [Finding(item="a", check="b", message="first"), Finding(item="a", check="c", message="second")]
+    with pytest.raises(AssertionError) as info:
+        raise ConformanceFailure(findings)
+    assert isinstance(info.value, ConformanceFailure)
+    assert info.value.findings == tuple(findings)
+    assert "first" in str(info.value) and "second" in str(info.value)
