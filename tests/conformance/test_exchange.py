@@ -10,9 +10,15 @@ from conformance.exchange import Exchange, Request, Response, SSEEvent
 def _stream_exchange() -> Exchange:
     return Exchange(
         request=Request("POST", "http://h/v1/chat/completions", "/v1/chat/completions", {"a": "b"}, {"stream": True}),
-        response=Response(200, {"content-type": "text/event-stream"},
-                          events=(SSEEvent(1.5, None, "[DONE]", "data: [DONE]"),), tail="data: x"),
-        id="e1", started_at="2026-01-01T00:00:00+00:00", duration_ms=3.0,
+        response=Response(
+            200,
+            {"content-type": "text/event-stream"},
+            events=(SSEEvent(1.5, None, "[DONE]", "data: [DONE]"),),
+            tail="data: x",
+        ),
+        id="e1",
+        started_at="2026-01-01T00:00:00+00:00",
+        duration_ms=3.0,
     )
 
 

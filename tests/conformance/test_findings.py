@@ -9,13 +9,27 @@ from conformance.findings import ConformanceFailure, Finding
 
 def test_str_names_item_check_and_evidence() -> None:
     finding = Finding(
-        item="0.3.16/no-empty-function-name", check="name-once", message="function.name repeated",
-        endpoint="/v1/chat/completions", exchange=1, chunk=4, raw='data: {"x": 1}', pointer="/choices/0",
-        expected="absent", seen="",
+        item="0.3.16/no-empty-function-name",
+        check="name-once",
+        message="function.name repeated",
+        endpoint="/v1/chat/completions",
+        exchange=1,
+        chunk=4,
+        raw='data: {"x": 1}',
+        pointer="/choices/0",
+        expected="absent",
+        seen="",
     )
     text = str(finding)
-    for part in ("[0.3.16/no-empty-function-name]", "name-once", "chunk #4", "request #1", "/choices/0",
-                 'data: {"x": 1}', "expected: absent"):
+    for part in (
+        "[0.3.16/no-empty-function-name]",
+        "name-once",
+        "chunk #4",
+        "request #1",
+        "/choices/0",
+        'data: {"x": 1}',
+        "expected: absent",
+    ):
         assert part in text
 
 

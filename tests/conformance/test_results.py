@@ -21,7 +21,9 @@ def test_item_status_precedence() -> None:
 
 def test_report_round_trip_and_summary() -> None:
     report = RunReport(
-        target=TargetInfo("http://h:1", "m", "srv"), started_at="t", duration_s=1.23456,
+        target=TargetInfo("http://h:1", "m", "srv"),
+        started_at="t",
+        duration_s=1.23456,
         items=(
             ItemResult("a", "0.3.6", "A", Kind.API, Status.PASS, (CheckResult("c", Status.PASS, shape=["x"]),)),
             ItemResult("b", "0.3.5", "B", Kind.CLI, Status.SKIP, reason="CLI feature, not an HTTP API"),

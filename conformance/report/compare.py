@@ -1,0 +1,127 @@
+"""`conformance compare OLD NEW`: regressions, fixes, shape changes and other differences between two runs."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from typing import Any
+
+from deepdiff import DeepDiff
+
+from conformance.report import json as json_report
+
+__all__ = ["Change", "Comparison", "compare", "main"]
+
+_BROKEN = frozenset({"fail", "error"})
+
+
+@dataclass(frozen=True)
+class Change:
+    """One check (`item::check`) or check-less item whose status or shape differs."""
+
+    key: str
+    old: str
+    new: str
+    message: str = ""
+    """The new run's message (why it fails now)."""
+    shape_diff: str = ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    regressions: tuple[Change, ...] = ()
+    fixes: tuple[Change, ...] = ()
+    shape_changes: tuple[Change, ...] = ()
+    status_changes: tuple[Change, ...] = ()
+    new: tuple[str, ...] = ()
+    """Items (or checks of items in both runs) only in the new report."""
+    removed: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not any(astuple(self))
+
+
+def main(args: argparse.Namespace) -> int:
+    old = json_report.load(Path(args.old))
+    new = json_report.load(Path(args.new))
+    comparison = compare(old, new)
+    print(f"old: {_describe(old)}\nnew: {_describe(new)}")
+    for line in render(comparison):
+        print(line)
+    return 1 if comparison.regressions else 0
+
+
+def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> Comparison:
+    """Differences between two report.json dicts, check by check."""
+    old_items = {i["id"]: i for i in old["items"]}
+    new_items = {i["id"]: i for i in new["items"]}
+    old_entries = _entries(i for k, i in old_items.items() if k in new_items)
+    new_entries = _entries(i for k, i in new_items.items() if k in old_items)
+    buckets: dict[str, list[Change]] = {"regressions": [], "fixes": [], "shape_changes": [], "status_changes": []}
+    for key, (status, shape, message) in new_entries.items():
+        if key not in old_entries:
+            continue
+        old_status, old_shape, _ = old_entries[key]
+        if status == old_status:
+            if shape != old_shape:
+                diff = DeepDiff(old_shape, shape, verbose_level=2).pretty()
+                buckets["shape_changes"].append(Change(key, old_status, status, message, diff))
+            continue
+        change = Change(key, old_status, status, message)
+        if old_status == "pass" and status in _BROKEN:
+            buckets["regressions"].append(change)
+        elif old_status in _BROKEN and status == "pass":
+            buckets["fixes"].append(change)
+        else:
+            buckets["status_changes"].append(change)
+    new_keys = [k for k in new_items if k not in old_items] + [k for k in new_entries if k not in old_entries]
+    removed_keys = [k for k in old_items if k not in new_items] + [k for k in old_entries if k not in new_entries]
+    return Comparison(
+        **{name: tuple(changes) for name, changes in buckets.items()},
+        new=tuple(new_keys),
+        removed=tuple(removed_keys),
+    )
+
+
+def render(comparison: Comparison) -> Iterator[str]:
+    if comparison.empty:
+        yield "no differences"
+        return
+    titles = {
+        "regressions": "regressions (pass -> fail/error)",
+        "fixes": "fixes (fail/error -> pass)",
+        "shape_changes": "shape changes (same status, different shape)",
+        "status_changes": "other status changes",
+    }
+    for name, title in titles.items():
+        changes: tuple[Change, ...] = getattr(comparison, name)
+        if not changes:
+            continue
+        yield f"{title}: {len(changes)}"
+        for change in changes:
+            line = f"  {change.key}: {change.old} -> {change.new}" if change.old != change.new else f"  {change.key}"
+            yield line + (f"  ({change.message})" if change.message and change.new in _BROKEN else "")
+            yield from ("      " + text for text in change.shape_diff.splitlines())
+    for name, keys in (("new", comparison.new), ("removed", comparison.removed)):
+        if keys:
+            yield f"{name}: {len(keys)}"
+            yield from (f"  {key}" for key in keys)
+
+
+def _entries(items: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, Any, str]]:
+    """key -> (status, shape, message) per check, or per item for an item without checks."""
+    entries: dict[str, tuple[str, Any, str]] = {}
+    for item in items:
+        if not item["checks"]:
+            entries[item["id"]] = (item["status"], None, item.get("reason", ""))
+        for check in item["checks"]:
+            entries[f"{item['id']}::{check['id']}"] = (check["status"], check["shape"], check["message"])
+    return entries
+
+
+def _describe(report: Mapping[str, Any]) -> str:
+    target = report["target"]
+    return f"{target['model']} at {target['base_url']} ({target['server'] or 'unknown server'}), {report['started_at']}"

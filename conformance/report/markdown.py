@@ -1,0 +1,79 @@
+"""report.md: summary table, every item's status, then each failure or error with its evidence."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from conformance.check import Status
+from conformance.report._text import evidence_text
+from conformance.results import RunReport
+
+__all__ = ["render", "write"]
+
+
+def write(report: RunReport, path: Path) -> None:
+    path.write_text(render(report), encoding="utf-8")
+
+
+def render(report: RunReport) -> str:
+    return "\n".join(_lines(report)) + "\n"
+
+
+def _lines(report: RunReport) -> Iterator[str]:
+    target = report.target
+    yield "# Conformance report"
+    yield ""
+    yield f"- base URL: `{_code(target.base_url)}`"
+    yield f"- model: `{_code(target.model)}`"
+    yield f"- server: `{_code(target.server or 'unknown')}`"
+    yield f"- started: {_cell(report.started_at)}, {report.duration_s:.1f} s"
+    yield ""
+    yield "| " + " | ".join(report.summary) + " |"
+    yield "|" + " ---: |" * len(report.summary)
+    yield "| " + " | ".join(str(n) for n in report.summary.values()) + " |"
+    yield ""
+    yield "## Items"
+    yield ""
+    yield "| item | version | status | title |"
+    yield "| --- | --- | --- | --- |"
+    for item in report.items:
+        yield f"| `{_code(item.id)}` | {_cell(item.version)} | {item.status} | {_cell(item.title)} |"
+    bad = [(i, c) for i in report.items for c in i.checks if c.status in (Status.FAIL, Status.ERROR)]
+    if not bad:
+        return
+    yield ""
+    yield "## Failures and errors"
+    for item, check in bad:
+        yield ""
+        yield f"### `{_code(item.id)}::{_code(check.id)}` ({check.status})"
+        yield ""
+        yield _cell(check.message)
+        if check.evidence:
+            yield ""
+            yield from _fenced(evidence_text(check.evidence))
+        if check.shape is not None:
+            yield ""
+            yield from _fenced(json.dumps(check.shape, indent=2, ensure_ascii=False, default=str), "json")
+
+
+def _fenced(text: str, language: str = "text") -> Iterator[str]:
+    """A code block whose fence is longer than any backtick run inside (server text is untrusted)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    yield fence + language
+    yield text
+    yield fence
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a table cell or paragraph: one line, pipes and markup escaped."""
+    flat = " ".join(text.split())
+    return re.sub(r"([\\`*_{}\[\]<>|#!])", r"\\\1", flat)
+
+
+def _code(text: str) -> str:
+    """Text safe inside an inline code span in a table: one line, no backticks, pipes escaped."""
+    return " ".join(text.split()).replace("`", "'").replace("|", "\\|")

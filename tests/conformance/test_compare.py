@@ -1,0 +1,118 @@
+"""Tests for conformance/report/compare.py: `conformance compare OLD NEW` in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conformance.cli import main
+from conformance.report.compare import compare
+
+
+def _check(check_id: str, status: str, shape: Any = None, message: str = "") -> dict[str, Any]:
+    return {"id": check_id, "status": status, "message": message, "evidence": [], "shape": shape}
+
+
+def _item(item_id: str, status: str, *checks: dict[str, Any]) -> dict[str, Any]:
+    version = item_id.split("/")[0]
+    return {
+        "id": item_id,
+        "version": version,
+        "title": item_id,
+        "kind": "api",
+        "status": status,
+        "checks": list(checks),
+    }
+
+
+def _report(*items: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "target": {"base_url": "http://127.0.0.1:1234", "model": "m", "server": None},
+        "started_at": "2025-01-01T00:00:00+00:00",
+        "duration_s": 1.0,
+        "summary": {"passed": 0, "failed": 0, "skipped": 0, "errors": 0, "not_covered": 0},
+        "items": list(items),
+    }
+
+
+OLD = _report(
+    _item("a/regress", "pass", _check("c", "pass", {"keys": ["id"]})),
+    _item("a/fix", "fail", _check("c", "fail", message="broken")),
+    _item("a/shape", "pass", _check("c", "pass", {"keys": ["id", "usage"], "events": 3})),
+    _item("a/skip", "skip", _check("c", "skip")),
+    _item("a/gone", "pass", _check("c", "pass")),
+    _item("a/grow", "pass", _check("old", "pass")),
+    _item("a/todo", "not_covered"),
+)
+NEW = _report(
+    _item("a/regress", "error", _check("c", "error", message="verdict raised KeyError: 'id'")),
+    _item("a/fix", "pass", _check("c", "pass")),
+    _item("a/shape", "pass", _check("c", "pass", {"keys": ["id"], "events": 4})),
+    _item("a/skip", "pass", _check("c", "pass")),
+    _item("a/grow", "pass", _check("old", "pass"), _check("new", "pass")),
+    _item("a/todo", "not_covered"),
+    _item("a/born", "pass", _check("c", "pass")),
+)
+
+
+def _write(tmp_path: Path, name: str, report: dict[str, Any]) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(report))
+    return str(path)
+
+
+def test_compare_sorts_differences_into_sections() -> None:
+    result = compare(OLD, NEW)
+    assert [(c.key, c.old, c.new) for c in result.regressions] == [("a/regress::c", "pass", "error")]
+    assert [(c.key, c.old, c.new) for c in result.fixes] == [("a/fix::c", "fail", "pass")]
+    assert [c.key for c in result.shape_changes] == ["a/shape::c"]
+    assert "root['events'] changed from 3 to 4" in result.shape_changes[0].shape_diff
+    assert "Item root['keys'][1] (\"usage\") removed" in result.shape_changes[0].shape_diff
+    assert [(c.key, c.old, c.new) for c in result.status_changes] == [("a/skip::c", "skip", "pass")]
+    assert result.new == ("a/born", "a/grow::new")
+    assert result.removed == ("a/gone",)
+
+
+def test_a_regression_exits_1_and_is_printed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", _write(tmp_path, "old.json", OLD), _write(tmp_path, "new.json", NEW)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "regressions (pass -> fail/error): 1\n  a/regress::c: pass -> error  (verdict raised KeyError: 'id')\n" in out
+    )
+    assert "fixes (fail/error -> pass): 1\n  a/fix::c: fail -> pass\n" in out
+    assert "shape changes (same status, different shape): 1\n  a/shape::c\n      " in out
+    assert "new: 2\n  a/born\n  a/grow::new\n" in out
+    assert "removed: 1\n  a/gone\n" in out
+
+
+def test_fixes_alone_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    new = _report(_item("a/fix", "pass", _check("c", "pass")))
+    old = _report(_item("a/fix", "fail", _check("c", "fail")))
+    assert main(["compare", _write(tmp_path, "old.json", old), _write(tmp_path, "new.json", new)]) == 0
+    assert "fixes (fail/error -> pass): 1" in capsys.readouterr().out
+
+
+def test_identical_reports_have_no_differences(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(tmp_path, "r.json", OLD)
+    assert main(["compare", path, path]) == 0
+    assert capsys.readouterr().out.endswith("no differences\n")
+
+
+def test_an_invalid_report_is_a_one_line_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = _write(tmp_path, "bad.json", {"schema_version": 1, "items": []})
+    assert main(["compare", bad, _write(tmp_path, "new.json", NEW)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"conformance compare: {bad} is not a conformance report.json")
+    assert err.count("\n") == 1
+
+
+def test_a_missing_report_is_a_one_line_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compare", str(tmp_path / "nope.json"), str(tmp_path / "nope.json")]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"conformance compare: cannot read {tmp_path / 'nope.json'}: No such file or directory\n"
+    )
