@@ -1,0 +1,146 @@
+"""Handlers of `conformance record`, `check`, `diff` and `replay`: each takes the arguments, returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from conformance.check import Status
+from conformance.errors import UsageError
+from proxy.cassette import Cassette, Entry, read_cassette
+
+__all__ = ["check", "diff", "record", "replay"]
+
+EXIT_OK = 0
+EXIT_DIFFERENT = 1
+
+
+def record(args: argparse.Namespace) -> int:
+    """Reverse proxy to --upstream on --listen-port, recording to --out, until Ctrl+C."""
+    from proxy.recorder import summary_line
+    from proxy.serve import ProxySettings, run_foreground, upstream_root
+
+    upstream = upstream_root(args.upstream)
+    out = Path(args.out)
+    settings = ProxySettings(
+        cassette=out,
+        upstream=upstream,
+        listen_port=args.listen_port,
+        redact=tuple(args.redact),
+        har=Path(args.har) if args.har else None,
+    )
+    count = 0
+
+    def on_entry(entry: Entry) -> None:
+        nonlocal count
+        count += 1
+        print(summary_line(entry), flush=True)
+
+    def on_ready(url: str) -> None:
+        print(f"recording {url} -> {upstream} into {out} (Ctrl+C to stop)", flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C is how a recording ends
+        run_foreground(settings, on_entry, on_ready)
+    print(f"stopped: {count} exchanges recorded in {out}" + (f", HAR in {args.har}" if args.har else ""), flush=True)
+    return EXIT_OK
+
+
+def check(args: argparse.Namespace) -> int:
+    """Run the verdicts over a cassette and write report.json, report.html, junit.xml and report.md."""
+    path = Path(args.cassette)
+    cassette = _read(path)
+    if not cassette.entries:
+        raise UsageError(f"{path}: no readable exchange in this cassette")
+
+    from conformance.catalog import ITEMS
+    from conformance.report import write_reports
+    from conformance.verdicts import validate_exchange
+    from proxy.offline import judge
+
+    report = judge(cassette, ITEMS, validate_exchange)
+    directory = Path(args.report_dir) if args.report_dir else _default_report_dir(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--report-dir {directory}: cannot create it ({exc.strerror or exc})") from None
+    written = write_reports(report, directory)
+    summary = report.summary
+    print(
+        f"{len(cassette.entries)} exchanges from {path}: {summary['passed']} passed, {summary['failed']} failed, "
+        f"{summary['errors']} errors, {summary['skipped']} skipped, {summary['not_covered']} not covered"
+    )
+    for item in report.items:
+        if item.status in (Status.FAIL, Status.ERROR):
+            for result in item.checks:
+                if result.status in (Status.FAIL, Status.ERROR):
+                    print(f"  {item.status.upper()} {item.id}: {result.message}")
+    for name in sorted(written):
+        print(f"  {name}: {written[name]}")
+    failed = summary["failed"] + summary["errors"]
+    return EXIT_DIFFERENT if failed else EXIT_OK
+
+
+def diff(args: argparse.Namespace) -> int:
+    """Structural differences between two cassettes; exit 1 when there are any."""
+    from proxy.diff import Change, diff_exchanges
+
+    old = _read(Path(args.old))
+    new = _read(Path(args.new))
+    differences = diff_exchanges(old.exchanges, new.exchanges, args.ignore)
+    if args.json:
+        print(json.dumps([d.to_dict() for d in differences], indent=2, ensure_ascii=False, default=str))
+    else:
+        for difference in differences:
+            print(difference)
+        unpaired = sum(d.change in (Change.ONLY_IN_OLD, Change.ONLY_IN_NEW) for d in differences)
+        if differences:
+            print(f"{len(differences)} differences ({unpaired} unpaired exchanges)", file=sys.stderr)
+        else:
+            print(f"no structural difference ({len(old.entries)} exchanges paired)", file=sys.stderr)
+    return EXIT_DIFFERENT if differences else EXIT_OK
+
+
+def replay(args: argparse.Namespace) -> int:
+    """Serve the cassette's responses to matching requests until Ctrl+C."""
+    import uvicorn
+
+    from proxy.replay import ReplayApp
+
+    path = Path(args.cassette)
+    cassette = _read(path)
+    if args.speed < 0:
+        raise UsageError(f"--speed {args.speed}: give 0 (no delay) or a positive multiplier such as 1 or 2")
+    app = ReplayApp(cassette.exchanges, speed=args.speed)
+    try:
+        sock = socket.create_server((args.host, args.port))
+    except OSError as exc:
+        raise UsageError(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); try another --port"
+        ) from None
+    host, port = sock.getsockname()[:2]
+    print(f"replaying {len(cassette.entries)} exchanges from {path} on http://{host}:{port} (speed {args.speed:g})")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
+    return EXIT_OK
+
+
+def _read(path: Path) -> Cassette:
+    cassette = read_cassette(path)
+    for bad in cassette.bad_lines:
+        print(str(bad), file=sys.stderr)
+    return cassette
+
+
+def _default_report_dir(cassette: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Path("reports") / f"{cassette.stem}-{stamp}"

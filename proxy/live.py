@@ -1,0 +1,43 @@
+"""Judging one recorded exchange: redaction, then the live verdicts; picklable, so it can run in a worker process."""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from conformance.exchange import Exchange
+from conformance.findings import Finding
+from proxy.cassette import Entry
+from proxy.redact import Redactor
+
+__all__ = ["judge", "warm_up"]
+
+
+def judge(exchange: Exchange, redact: Sequence[str], validate: bool) -> Entry:
+    """The cassette entry for `exchange`: redacted first (findings quote the wire), then judged. Never raises
+    for a verdict that crashes: the crash is returned as `validator_error`."""
+    exchange = Redactor.with_names(redact).exchange(exchange)
+    if not validate:
+        return Entry(exchange)
+    findings, error = _validate(exchange)
+    return Entry(exchange, findings, error)
+
+
+def warm_up() -> None:
+    """Import the verdicts ahead of the first exchange (in a worker process, its first job)."""
+    with contextlib.suppress(ImportError):  # then each exchange records why there are no verdicts
+        import conformance.verdicts  # noqa: F401  # imported for its side effect: loading the rules
+
+
+def _validate(exchange: Exchange) -> tuple[tuple[Finding, ...], str | None]:
+    try:
+        from conformance.verdicts import validate_exchange
+    except ImportError as exc:
+        return (), f"verdicts unavailable: {exc}"
+    try:
+        return tuple(validate_exchange(exchange)), None
+    except Exception as exc:
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        return (), f"{type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno})"

@@ -1,0 +1,117 @@
+"""The verdicts run offline over a cassette, summed up per changelog item as the RunReport `conformance run` writes."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from conformance.check import Item, Kind, Status
+from conformance.exchange import Exchange
+from conformance.findings import Finding
+from conformance.results import CheckResult, ItemResult, RunReport, TargetInfo, item_status
+from proxy.cassette import Cassette
+
+__all__ = ["RECORDED_CHECK", "Validate", "judge"]
+
+Validate = Callable[[Exchange], Iterable[Finding]]
+
+RECORDED_CHECK = "recorded-traffic"
+"""Check id of the result an item gets when its endpoints were exercised and no rule found anything."""
+
+
+def judge(cassette: Cassette, items: Sequence[Item], validate: Validate) -> RunReport:
+    """Run `validate` on every recorded exchange, then one ItemResult per catalog item.
+
+    An item whose endpoints the cassette exercised fails with its findings, or passes without any; a CLI
+    item is skipped; any other item is not covered. A finding's `exchange` is its cassette line number.
+    """
+    start = datetime.now(UTC)
+    findings: dict[str, list[Finding]] = defaultdict(list)
+    crashes: dict[str, list[dict[str, object]]] = defaultdict(list)
+    endpoints: Counter[str] = Counter()
+    models: set[str] = set()
+    for entry in cassette.entries:
+        exchange = entry.exchange
+        endpoints[exchange.endpoint] += 1
+        if isinstance(exchange.request.json.get("model"), str):
+            models.add(exchange.request.json["model"])
+        try:
+            for finding in validate(exchange):
+                findings[finding.item].append(dataclasses.replace(finding, exchange=entry.line))
+        except Exception as exc:
+            crashes[exchange.endpoint].append(
+                {"line": entry.line, "error": f"{type(exc).__name__}: {exc}", "endpoint": exchange.endpoint}
+            )
+    results = [_item_result(item, findings.pop(item.id, []), endpoints, models, crashes) for item in items]
+    for item_id, orphans in sorted(findings.items()):  # findings for items the catalog does not list
+        results.append(
+            ItemResult(item_id, "", "(not in the catalog)", Kind.API, Status.FAIL, (_failed(RECORDED_CHECK, orphans),))
+        )
+    return RunReport(
+        target=_target(cassette, models),
+        started_at=start.isoformat(),
+        duration_s=(datetime.now(UTC) - start).total_seconds(),
+        items=tuple(results),
+        meta={"cassette": str(cassette.path), "exchanges": len(cassette.entries)},
+    )
+
+
+def _endpoint(text: str) -> str:
+    """Catalog endpoints may be written `POST /v1/chat/completions` or `/v1/chat/completions`."""
+    return text.split()[-1] if text.strip() else text
+
+
+def _item_result(
+    item: Item,
+    findings: list[Finding],
+    endpoints: Counter[str],
+    models: set[str],
+    crashes: dict[str, list[dict[str, object]]],
+) -> ItemResult:
+    def result(status: Status, checks: Sequence[CheckResult] = (), reason: str = "") -> ItemResult:
+        return ItemResult(item.id, item.version, item.title, item.kind, status, checks, reason)
+
+    if item.kind is Kind.CLI:
+        return result(Status.SKIP, reason=item.skip_reason or "a CLI feature: no HTTP traffic")
+    seen = {e: endpoints[e] for e in map(_endpoint, item.endpoints) if endpoints[e]}
+    if item.model_families and not any(f.lower() in m.lower() for f in item.model_families for m in models):
+        seen = {}
+    if findings:
+        return result(Status.FAIL, (_failed(RECORDED_CHECK, findings),))
+    if not seen:
+        reason = "the cassette has no request to " + (", ".join(map(_endpoint, item.endpoints)) or "its endpoints")
+        if item.model_families:
+            reason += f" with a {' or '.join(item.model_families)} model"
+        return result(Status.NOT_COVERED, reason=reason)
+    errors = [c for e in seen for c in crashes.get(e, [])]
+    checks: list[CheckResult] = []
+    if errors:
+        checks.append(
+            CheckResult("verdicts", Status.ERROR, f"the verdicts crashed on {len(errors)} exchanges", tuple(errors))
+        )
+    summary = ", ".join(f"{n} x {e}" for e, n in seen.items())
+    checks.append(CheckResult(RECORDED_CHECK, Status.PASS, f"no finding in {summary}"))
+    return result(item_status(checks), tuple(checks))
+
+
+def _failed(check_id: str, findings: list[Finding]) -> CheckResult:
+    lines = sorted({f.exchange for f in findings if f.exchange is not None})
+    where = f" (cassette lines {', '.join(map(str, lines))})" if lines else ""
+    message = f"{len(findings)} findings{where}: " + "; ".join(sorted({f.message for f in findings}))[:500]
+    return CheckResult(check_id, Status.FAIL, message, tuple(f.to_dict() for f in findings))
+
+
+def _target(cassette: Cassette, models: set[str]) -> TargetInfo:
+    base_url = ""
+    server = None
+    for entry in cassette.entries:
+        parts = urlsplit(entry.exchange.request.url)
+        if parts.scheme and parts.netloc and not base_url:
+            base_url = f"{parts.scheme}://{parts.netloc}"
+        response = entry.exchange.response
+        if response is not None and server is None:
+            server = response.headers.get("server")
+    return TargetInfo(base_url=base_url or str(cassette.path), model=", ".join(sorted(models)), server=server)

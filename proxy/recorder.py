@@ -1,0 +1,426 @@
+"""mitmproxy addon that records LLM API traffic to a cassette, streams SSE through untouched and checks it live."""
+
+from __future__ import annotations
+
+# mitmproxy is only partly annotated: its unannotated calls (OptionsError, Options.update, Headers.items,
+# AddonManager.add) are what this module is built on.
+# mypy: disable-error-code="no-untyped-call"
+import sys
+from pathlib import Path
+
+if __name__ != "proxy.recorder":  # loaded by `mitmdump -s proxy/recorder.py`: the repository root may be missing
+    _ROOT = str(Path(__file__).resolve().parent.parent)
+    if _ROOT not in sys.path:
+        sys.path.insert(0, _ROOT)
+
+# The imports below need the path set above when mitmproxy loads this file as a script.
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import cast
+
+from mitmproxy import exceptions, http
+from mitmproxy.addonmanager import Loader
+from mitmproxy.options import Options
+from mitmproxy.proxy import server_hooks
+from mitmproxy.proxy.mode_specs import RegularMode, ReverseMode
+
+from conformance.client import decode_body
+from conformance.exchange import Exchange, Request, Response, SSEEvent
+from conformance.sse import SSEParser
+from proxy.cassette import CassetteWriter, Entry
+from proxy.har import HarRecord, HarTimings, write_har
+from proxy.live import judge, warm_up
+
+__all__ = ["Recorder", "addons"]
+
+logger = logging.getLogger("proxy.recorder")
+
+_FAILURE = "conformance.failure"
+_PROBE_TIMEOUT_S = 5.0
+
+
+class Recorder:
+    """Records every HTTP exchange to the `cassette` option's file, redacted, with the live verdicts' findings.
+
+    `mitmdump -s proxy/recorder.py --mode reverse:http://localhost:1234 --set cassette=out.jsonl`, or
+    `conformance record`. Options: cassette, redact, har, validate, upstream_probe.
+
+    SSE responses are streamed: `responseheaders` sets `flow.response.stream` to a capture that hands each
+    chunk on unchanged and parses a copy; other bodies go through mitmproxy's normal buffering. Completed
+    exchanges go to one writer thread, in order; it has redaction and verdicts done in a worker process
+    (`verdicts_process`), so that they never compete with the traffic for the GIL, then writes the line.
+    """
+
+    def __init__(self, on_entry: Callable[[Entry], None] | None = None) -> None:
+        self._on_entry = on_entry
+        self._options: Options | None = None
+        self._writer: CassetteWriter | None = None
+        self._redact: tuple[str, ...] = ()
+        self._har_path: Path | None = None
+        self._har: list[HarRecord] = []
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cassette")
+        self._pool: Executor | None = None
+        self._pool_failed = False
+        self._pending: list[Future[None]] = []
+        self._captures: dict[str, _StreamCapture] = {}
+        """Streams being captured, by flow id (not in flow.metadata, which mitmproxy may serialize)."""
+        self._verdicts_missing_logged = False
+        self._open_upstreams: Counter[tuple[str, int]] = Counter()
+        """Open server connections per address: while there is one, the upstream is known to accept."""
+
+    # --- mitmproxy events ---------------------------------------------------------------------------
+
+    def load(self, loader: Loader) -> None:
+        self._options = loader.master.options
+        loader.add_option("cassette", str, "", "Append each exchange to this JSONL cassette (created if missing).")
+        loader.add_option(
+            "redact",
+            cast(type, Sequence[str]),
+            [],
+            "Another header, query parameter or JSON field name whose values are redacted (exact, case-insensitive).",
+        )
+        loader.add_option("har", str, "", "Also write the recorded exchanges as HAR 1.2 to this file on exit.")
+        loader.add_option("validate", bool, True, "Run the conformance verdicts on each exchange as it completes.")
+        loader.add_option(
+            "verdicts_process",
+            bool,
+            True,
+            "Redact and judge exchanges in a worker process, so that the verdicts never compete with the traffic "
+            "for the GIL; when off, a thread does it.",
+        )
+        loader.add_option(
+            "upstream_probe",
+            bool,
+            True,
+            "Before a request opens a new upstream connection, check that the upstream accepts connections, so that "
+            "a refused connection is answered with an OpenAI-style 502 JSON error instead of mitmproxy's HTML page.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        opts = self._opts()
+        if "redact" in updated:
+            bad = [n for n in opts.redact if not n.strip() or any(c in n for c in " \t:=&")]
+            if bad:
+                raise exceptions.OptionsError(
+                    f"redact: {bad[0]!r} is not a header, query or field name (give a bare name like x-custom-auth)"
+                )
+            self._redact = tuple(opts.redact)
+        if "cassette" in updated:
+            self._open_cassette(opts.cassette)
+        if "har" in updated:
+            self._har_path = _writable_path("har", opts.har) if opts.har else None
+
+    def running(self) -> None:
+        opts = self._opts()
+        if opts.connection_strategy == "eager":
+            # Eager connects upstream before any request: a refused upstream would drop the client's
+            # connection without a flow to answer or record.
+            opts.update(connection_strategy="lazy")
+            logger.info("recorder: connection_strategy set to lazy so that upstream failures are recorded")
+        if opts.verdicts_process and not self._pool_failed:
+            self._start_pool()
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response is not None or not self._opts().upstream_probe or flow.server_conn.connected:
+            return
+        address = _upstream_address(flow)
+        if address is None or self._open_upstreams[address] > 0:
+            return
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(*address), _PROBE_TIMEOUT_S)
+        except TimeoutError:
+            return  # let mitmproxy try and report what it finds
+        except OSError as exc:
+            upstream = f"{flow.request.scheme}://{address[0]}:{address[1]}"
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            message = f"the proxy could not connect to the upstream server {upstream}: {reason}"
+            flow.metadata[_FAILURE] = message
+            flow.response = _error_response(502, message, "upstream_unreachable")
+            logger.warning(f"recorder: {message}")
+            return
+        writer.close()
+
+    def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        if data.server.address is not None:
+            self._open_upstreams[_address(data.server.address)] += 1
+
+    def server_disconnected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        if data.server.address is not None:
+            address = _address(data.server.address)
+            self._open_upstreams[address] = max(0, self._open_upstreams[address] - 1)
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        response = flow.response
+        if response is None or response.stream or not _is_event_stream(response):
+            return
+        capture = _StreamCapture(flow.request.timestamp_start, response.headers.get("content-encoding", ""))
+        self._captures[flow.id] = capture
+        response.stream = capture
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        response = flow.response
+        assert response is not None
+        capture = self._captures.pop(flow.id, None)
+        if capture is not None:
+            recorded = Response(
+                response.status_code, _headers(response.headers), events=tuple(capture.events), tail=capture.tail
+            )
+        else:
+            content = b"" if response.stream else (response.get_content(strict=False) or b"")
+            recorded = Response(response.status_code, _headers(response.headers), body=decode_body(content))
+        self._record(flow, recorded, flow.metadata.get(_FAILURE))
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        message = flow.error.msg if flow.error else "unknown error"
+        capture = self._captures.pop(flow.id, None)
+        recorded = None
+        if flow.response is not None and capture is not None:
+            tail = capture.close()  # the stream broke off: keep what arrived
+            recorded = Response(
+                flow.response.status_code, _headers(flow.response.headers), events=tuple(capture.events), tail=tail
+            )
+        upstream = f"{flow.request.scheme}://{flow.request.host}:{flow.request.port}"
+        self._record(flow, recorded, f"{message} (upstream {upstream})")
+
+    def done(self) -> None:
+        self.drain()
+        self._executor.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._har_path is not None and self._har:
+            write_har(self._har_path, self._har)
+            logger.info(f"recorder: HAR written to {self._har_path} ({len(self._har)} entries)")
+        if self._writer is not None:
+            self._writer.close()
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def drain(self) -> None:
+        """Wait until every completed exchange is written (tests call it before reading the cassette)."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def _opts(self) -> Options:
+        if self._options is None:
+            raise RuntimeError("Recorder used before mitmproxy loaded it")
+        return self._options
+
+    def _open_cassette(self, value: str) -> None:
+        self.drain()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if not value:
+            return
+        path = _writable_path("cassette", value)
+        try:
+            self._writer = CassetteWriter(path)
+        except OSError as exc:
+            raise exceptions.OptionsError(f"cassette: cannot open {path} ({exc.strerror or exc})") from None
+
+    def _record(self, flow: http.HTTPFlow, response: Response | None, error: str | None) -> None:
+        end = time.time()
+        request = flow.request
+        exchange = Exchange(
+            request=Request(
+                method=request.method,
+                url=request.url,
+                path=request.path,
+                headers=_headers(request.headers),
+                body=decode_body(request.get_content(strict=False) or b""),
+            ),
+            response=response,
+            error=error,
+            id=flow.id,
+            started_at=datetime.fromtimestamp(request.timestamp_start, UTC).isoformat(),
+            duration_ms=round((end - request.timestamp_start) * 1000, 3),
+        )
+        timings = _timings(flow, end)
+        job = (exchange, timings, request.http_version, self._redact, self._opts().validate)
+        self._pending = [f for f in self._pending if not f.done()]
+        self._pending.append(self._executor.submit(self._finish, *job))
+
+    def _finish(
+        self, exchange: Exchange, timings: HarTimings, http_version: str, redact: tuple[str, ...], validate: bool
+    ) -> None:
+        """On the writer thread, in completion order: judge, write, report. Never raises into mitmproxy."""
+        try:
+            entry = self._judge(exchange, redact, validate)
+            if self._writer is not None:
+                self._writer.write(entry)
+            if self._har_path is not None:
+                self._har.append(HarRecord(entry.exchange, timings, http_version))
+            if self._on_entry is not None:
+                self._on_entry(entry)
+            _log(entry)
+            self._log_validator_error(entry)
+        except Exception:
+            logger.exception(f"recorder: could not record {exchange.request.method} {exchange.endpoint}")
+
+    def _start_pool(self) -> None:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool.submit(warm_up)
+
+    def _judge(self, exchange: Exchange, redact: tuple[str, ...], validate: bool) -> Entry:
+        if self._opts().verdicts_process and not self._pool_failed:
+            self._start_pool()
+        if self._pool is not None:
+            try:
+                return self._pool.submit(judge, exchange, redact, validate).result()
+            except Exception as exc:  # a dead worker, an unpicklable value: judge here from now on
+                logger.error(f"recorder: the verdicts worker process failed ({exc!r}); judging in this process")
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+                self._pool_failed = True
+        return judge(exchange, redact, validate)
+
+    def _log_validator_error(self, entry: Entry) -> None:
+        error = entry.validator_error
+        if error is None:
+            return
+        if error.startswith("verdicts unavailable"):
+            if not self._verdicts_missing_logged:
+                self._verdicts_missing_logged = True
+                logger.error(f"recorder: live {error}; recording without them")
+            return
+        request = entry.exchange.request
+        logger.error(f"recorder: the verdicts crashed on {request.method} {entry.exchange.endpoint}: {error}")
+
+
+class _StreamCapture:
+    """The `flow.response.stream` callable: returns every chunk unchanged and parses a copy into timed events."""
+
+    def __init__(self, started: float, content_encoding: str) -> None:
+        self._started = started
+        self._parser = SSEParser()
+        self._decode = _decompressor(content_encoding)
+        self._broken = False
+        self.events: list[SSEEvent] = []
+        self.tail = ""
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if self._broken:
+            return chunk
+        try:
+            if chunk:
+                t_ms = round((time.time() - self._started) * 1000, 3)
+                self.events.extend(self._parser.feed(self._decode(chunk), t_ms))
+            else:
+                self.tail = self.close()
+        except Exception:
+            self._broken = True
+            logger.exception("recorder: could not parse the event stream; it is passed on but no longer recorded")
+        return chunk
+
+    def close(self) -> str:
+        t_ms = round((time.time() - self._started) * 1000, 3)
+        self.tail = self._parser.close(t_ms)
+        return self.tail
+
+
+def _decompressor(encoding: str) -> Callable[[bytes], bytes]:
+    encoding = encoding.strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress
+    if encoding == "deflate":
+        return zlib.decompressobj().decompress
+    if encoding == "br":
+        import brotli
+
+        return cast(Callable[[bytes], bytes], brotli.Decompressor().process)
+    if encoding == "zstd":
+        import zstandard
+
+        return cast(Callable[[bytes], bytes], zstandard.ZstdDecompressor().decompressobj().decompress)
+    return _identity
+
+
+def _identity(chunk: bytes) -> bytes:
+    return chunk
+
+
+def _is_event_stream(response: http.Response) -> bool:
+    content_type = str(response.headers.get("content-type", ""))
+    return content_type.split(";")[0].strip().lower() == "text/event-stream"
+
+
+def _headers(headers: http.Headers) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+def _upstream_address(flow: http.HTTPFlow) -> tuple[str, int] | None:
+    mode = flow.client_conn.proxy_mode
+    if isinstance(mode, ReverseMode):
+        return _address(mode.address)
+    if isinstance(mode, RegularMode):
+        return flow.request.host, flow.request.port
+    return None
+
+
+def _address(address: tuple[str, int] | tuple[str, int, int, int]) -> tuple[str, int]:
+    return str(address[0]), int(address[1])
+
+
+def _error_response(status: int, message: str, code: str) -> http.Response:
+    body = {"error": {"message": message, "type": "proxy_error", "param": None, "code": code}}
+    return http.Response.make(status, json.dumps(body).encode(), {"content-type": "application/json"})
+
+
+def _timings(flow: http.HTTPFlow, end: float) -> HarTimings:
+    request, response = flow.request, flow.response
+    request_end = request.timestamp_end or request.timestamp_start
+    headers_at = response.timestamp_start if response is not None and response.timestamp_start else end
+    response_end = response.timestamp_end if response is not None and response.timestamp_end else end
+    return HarTimings(
+        send=max(0.0, (request_end - request.timestamp_start) * 1000),
+        wait=max(0.0, (headers_at - request_end) * 1000),
+        receive=max(0.0, (response_end - headers_at) * 1000),
+    )
+
+
+def _writable_path(option: str, value: str) -> Path:
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise exceptions.OptionsError(f"{option}: {path} is a directory; give a file path like {path}/session.jsonl")
+    if not path.parent.exists():
+        raise exceptions.OptionsError(f"{option}: the directory {path.parent} does not exist; create it first")
+    return path
+
+
+def _log(entry: Entry) -> None:
+    logger.info(summary_line(entry))
+    for finding in entry.findings:
+        where = "" if finding.chunk is None else f" (chunk #{finding.chunk})"
+        logger.warning(f"  [{finding.item}] {finding.check}: {finding.message}{where}")
+
+
+def summary_line(entry: Entry) -> str:
+    """One line per exchange: method, path, status, events, findings (the `conformance record` output)."""
+    exchange = entry.exchange
+    response = exchange.response
+    status = str(response.status) if response is not None else "---"
+    parts = [f"{exchange.request.method} {exchange.request.path} {status}"]
+    if response is not None and response.events is not None:
+        parts.append(f"{len(response.events)} events")
+    items = sorted({f.item for f in entry.findings})
+    parts.append(f"{len(entry.findings)} findings" + (f" ({', '.join(items)})" if items else ""))
+    if exchange.error:
+        parts.append(f"error: {exchange.error}")
+    if entry.validator_error:
+        parts.append(f"verdicts failed: {entry.validator_error}")
+    return " · ".join(parts)
+
+
+addons = [Recorder()]

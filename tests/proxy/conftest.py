@@ -1,0 +1,123 @@
+"""Fixtures of the proxy tests: fake live verdicts, and the official client pointed at a proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+import time
+import types
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import uvicorn
+
+with warnings.catch_warnings():
+    # mitmproxy's imports warn from modules pyproject's filter for mitmproxy.* does not cover: pyparsing 3.3
+    # (`parseAll` deprecated, in flowfilter) and pyasn1 (`tagMap`, via ldap3 in proxyauth). Imported once here.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import mitmproxy.addons
+    import mitmproxy.test.taddons
+    import mitmproxy.tools.dump  # noqa: F401  # see the comment above
+
+from conformance.exchange import Exchange
+from conformance.findings import Finding
+
+Validator = Callable[[Exchange], list[Finding]]
+
+
+class FakeVerdicts:
+    """Stands in for conformance.verdicts: records what it was given, returns what the test asks."""
+
+    def __init__(self) -> None:
+        self.seen: list[Exchange] = []
+        self.result: Validator = lambda exchange: []
+
+    def validate_exchange(self, exchange: Exchange) -> list[Finding]:
+        self.seen.append(exchange)
+        return self.result(exchange)
+
+
+@pytest.fixture
+def fake_verdicts(monkeypatch: pytest.MonkeyPatch) -> FakeVerdicts:
+    fake = FakeVerdicts()
+    module = types.ModuleType("conformance.verdicts")
+    module.validate_exchange = fake.validate_exchange  # type: ignore[attr-defined]  # a stand-in module
+    monkeypatch.setitem(sys.modules, "conformance.verdicts", module)
+    return fake
+
+
+def _sse_app_events(body: dict[str, object]) -> list[bytes]:
+    words = ["Hello", " from", " the", " fake", " upstream"][: int(str(body.get("max_tokens", 5)))]
+    chunks = [
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {"role": "assistant"}}],
+        }
+    ]
+    chunks += [
+        {"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": w}}]}
+        for w in words
+    ]
+    chunks.append(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
+    )
+    return [b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks] + [b"data: [DONE]\n\n"]
+
+
+async def fake_upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A tiny OpenAI-ish upstream: streams chat completions with a pause between events, answers JSON otherwise."""
+    if scope["type"] != "http":
+        return
+    raw = b""
+    while True:
+        message = await receive()
+        raw += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    body = json.loads(raw) if raw else {}
+    if scope["path"] == "/v1/chat/completions" and body.get("stream"):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        for event in _sse_app_events(body):
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+            await asyncio.sleep(0.005)
+        await send({"type": "http.response.body", "body": b""})
+        return
+    payload = json.dumps({"object": "list", "data": [{"id": "fake-model", "object": "model"}], "echo": body}).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+@contextmanager
+def serve_app(app: Any) -> Iterator[str]:
+    """Uvicorn on a free port in a thread; yields the root URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def fake_upstream() -> Iterator[str]:
+    with serve_app(fake_upstream_app) as url:
+        yield url

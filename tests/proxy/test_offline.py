@@ -1,0 +1,71 @@
+"""Tests for proxy/offline.py: per-item statuses from findings on recorded traffic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conformance.check import Item, Kind, Status
+from conformance.exchange import Exchange, Request, Response
+from conformance.findings import Finding
+from proxy.cassette import Cassette, Entry
+from proxy.offline import judge
+
+ITEMS = (
+    Item("base/chat", "0", "chat", Kind.API, ("/v1/chat/completions",)),
+    Item("0.3.18/usage", "0.3.18", "usage", Kind.API, ("POST /v1/chat/completions",)),
+    Item("0.3.6/embeddings", "0.3.6", "embeddings", Kind.API, ("/v1/embeddings",)),
+    Item("0.3.10/cli-thing", "0.3.10", "cli", Kind.CLI, (), skip_reason="CLI only"),
+    Item(
+        "0.3.20/qwen", "0.3.20", "qwen tools", Kind.MODEL_SPECIFIC, ("/v1/chat/completions",), model_families=("qwen",)
+    ),
+)
+
+
+def _cassette() -> Cassette:
+    chat = Exchange(
+        Request("POST", "http://up:1234/v1/chat/completions", "/v1/chat/completions", {}, {"model": "smollm2"}),
+        Response(200, {"server": "uvicorn"}, body={}),
+    )
+    models = Exchange(Request("GET", "http://up:1234/v1/models", "/v1/models"), Response(200, body={}))
+    return Cassette(Path("c.jsonl"), (Entry(chat, line=1), Entry(models, line=2), Entry(chat, line=3)))
+
+
+def test_statuses() -> None:
+    def validate(exchange: Exchange) -> list[Finding]:
+        if exchange.endpoint == "/v1/chat/completions":
+            return [Finding("0.3.18/usage", "usage-chunk", "no usage", endpoint=exchange.endpoint)]
+        return []
+
+    report = judge(_cassette(), ITEMS, validate)
+    status = {i.id: i.status for i in report.items}
+    assert status == {
+        "base/chat": Status.PASS,
+        "0.3.18/usage": Status.FAIL,
+        "0.3.6/embeddings": Status.NOT_COVERED,
+        "0.3.10/cli-thing": Status.SKIP,
+        "0.3.20/qwen": Status.NOT_COVERED,
+    }
+    usage = next(i for i in report.items if i.id == "0.3.18/usage")
+    assert [e["exchange"] for e in usage.checks[0].evidence] == [1, 3], "evidence names cassette lines"
+    assert "cassette lines 1, 3" in usage.checks[0].message
+    assert report.target.base_url == "http://up:1234"
+    assert report.target.model == "smollm2"
+    assert report.target.server == "uvicorn"
+    assert report.summary == {"passed": 1, "failed": 1, "skipped": 1, "errors": 0, "not_covered": 2}
+
+
+def test_findings_outside_the_catalog_and_crashes() -> None:
+    calls = []
+
+    def validate(exchange: Exchange) -> list[Finding]:
+        calls.append(exchange)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return [Finding("9.9.9/unknown", "rule", "odd")] if exchange.endpoint == "/v1/models" else []
+
+    report = judge(_cassette(), ITEMS, validate)
+    status = {i.id: i.status for i in report.items}
+    assert status["base/chat"] == Status.ERROR
+    assert status["9.9.9/unknown"] == Status.FAIL
+    chat = next(i for i in report.items if i.id == "base/chat")
+    assert chat.checks[0].evidence[0]["error"] == "RuntimeError: boom"

@@ -1,0 +1,346 @@
+"""Tests for proxy/recorder.py with mitmproxy's own test helpers: the stream callable, cassette lines, redaction."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
+
+import brotli
+import pytest
+import zstandard
+from mitmproxy import exceptions, http
+from mitmproxy.proxy.mode_specs import ProxyMode
+from mitmproxy.test import taddons, tflow, tutils
+
+from conformance.findings import Finding
+from proxy.cassette import read_cassette
+from proxy.recorder import Recorder, summary_line
+from tests.proxy.conftest import FakeVerdicts
+
+TOKEN = "sk-unit-test-token-42"
+
+CHUNKS = [
+    b'data: {"id":"c1","choices":[{"index":0,"delta":{"role":"assistant"}}]}\n\n',
+    b'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"Hel',
+    b'lo"}}]}\n\ndata: {"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\r\n\r\n',
+    b": keep-alive comment\n\n",
+    b"data: [DONE]\n\n",
+]
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> Iterator[tuple[Recorder, taddons.context, Path]]:
+    addon = Recorder()
+    cassette = tmp_path / "session.jsonl"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, cassette=str(cassette), verdicts_process=False)
+        yield addon, tctx, cassette
+        addon.done()
+
+
+def _chat_flow(body: dict[str, object] | None = None) -> http.HTTPFlow:
+    request = tutils.treq(
+        method=b"POST",
+        path=b"/v1/chat/completions?api-key=" + TOKEN.encode(),
+        headers=http.Headers([(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json")]),
+        content=json.dumps(body or {"model": "m", "stream": True, "max_tokens": 8}).encode(),
+    )
+    flow = tflow.tflow(req=request)
+    flow.request.timestamp_start = time.time()
+    return flow
+
+
+def _sse_response(encoding: str | None = None) -> http.Response:
+    headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
+    if encoding:
+        headers.append((b"content-encoding", encoding.encode()))
+    response = tutils.tresp(headers=http.Headers(headers), content=b"")
+    response.timestamp_start = time.time()
+    return response
+
+
+def test_stream_chunks_pass_unchanged_and_events_are_recorded(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts
+) -> None:
+    addon, _, cassette = recorder
+    flow = _chat_flow()
+    flow.response = _sse_response()
+    addon.responseheaders(flow)
+    stream = flow.response.stream
+    assert callable(stream)
+    returned = []
+    for chunk in CHUNKS:
+        returned.append(stream(chunk))
+        time.sleep(0.002)
+    assert stream(b"") == b""
+    assert returned == CHUNKS, "every chunk reaches the client unchanged, as it arrives"
+    addon.response(flow)
+    addon.drain()
+
+    lines = cassette.read_text().splitlines()
+    assert len(lines) == 1
+    line = json.loads(lines[0])
+    assert line["version"] == 1
+    assert line["id"] == flow.id
+    events = line["response"]["events"]
+    assert [e["data"] for e in events] == [
+        '{"id":"c1","choices":[{"index":0,"delta":{"role":"assistant"}}]}',
+        '{"id":"c1","choices":[{"index":0,"delta":{"content":"Hello"}}]}',
+        '{"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}',
+        None,
+        "[DONE]",
+    ]
+    assert events[3]["raw"] == ": keep-alive comment"
+    times = [e["t_ms"] for e in events]
+    assert times == sorted(times)
+    assert times[0] >= 0
+    assert times[-1] > times[0], "each event keeps its own arrival time"
+    assert line["request"]["body"] == {"model": "m", "stream": True, "max_tokens": 8}
+    assert line["findings"] == []
+    assert len(fake_verdicts.seen) == 1
+    assert fake_verdicts.seen[0].response is not None
+    assert fake_verdicts.seen[0].response.is_stream
+    assert TOKEN not in cassette.read_text()
+    assert line["request"]["headers"]["authorization"] == "[REDACTED]"
+
+
+def _compress(encoding: str, data: bytes) -> bytes:
+    if encoding == "gzip":
+        return gzip.compress(data)
+    if encoding == "deflate":
+        return zlib.compress(data)
+    if encoding == "br":
+        return cast(bytes, brotli.compress(data))
+    return zstandard.ZstdCompressor().compress(data)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])
+def test_compressed_stream_is_decoded_for_recording_but_passed_on_compressed(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts, encoding: str
+) -> None:
+    addon, _, cassette = recorder
+    flow = _chat_flow()
+    flow.response = _sse_response(encoding)
+    addon.responseheaders(flow)
+    stream = flow.response.stream
+    assert callable(stream)
+    compressed = _compress(encoding, b"".join(CHUNKS))
+    pieces = [compressed[i : i + 7] for i in range(0, len(compressed), 7)]
+    assert [stream(p) for p in pieces] == pieces
+    stream(b"")
+    addon.response(flow)
+    addon.drain()
+    events = json.loads(cassette.read_text())["response"]["events"]
+    assert len(events) == 5
+    assert events[-1]["data"] == "[DONE]"
+
+
+def test_json_response_is_stored_decoded_with_findings(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts, caplog: pytest.LogCaptureFixture
+) -> None:
+    addon, _, cassette = recorder
+    fake_verdicts.result = lambda exchange: [
+        Finding(item="0.3.18/stream-include-usage", check="usage-chunk", message="no usage chunk")
+    ]
+    flow = _chat_flow({"model": "m", "stream": False})
+    body = {"id": "c1", "object": "chat.completion", "usage": {"prompt_tokens": 3, "completion_tokens": 1}}
+    flow.response = tutils.tresp(
+        headers=http.Headers([(b"content-type", b"application/json"), (b"content-encoding", b"gzip")]),
+        content=b"",
+    )
+    flow.response.content = json.dumps(body).encode()  # encodes with gzip per the header
+    assert flow.response.raw_content != flow.response.content
+    addon.responseheaders(flow)
+    assert not flow.response.stream, "plain bodies are left to mitmproxy's buffering"
+    with caplog.at_level("INFO", logger="proxy.recorder"):
+        addon.response(flow)
+        addon.drain()
+    line = json.loads(cassette.read_text())
+    assert line["response"]["body"] == body
+    assert line["findings"][0]["item"] == "0.3.18/stream-include-usage"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["  [0.3.18/stream-include-usage] usage-chunk: no usage chunk"]
+
+
+def test_validator_crash_is_logged_and_recorded_not_raised(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts, caplog: pytest.LogCaptureFixture
+) -> None:
+    addon, _, cassette = recorder
+
+    def crash(exchange: object) -> list[Finding]:
+        raise KeyError("choices")
+
+    fake_verdicts.result = crash
+    flow = _chat_flow()
+    flow.response = tutils.tresp(content=b'{"ok": true}')
+    with caplog.at_level("ERROR", logger="proxy.recorder"):
+        addon.response(flow)
+        addon.drain()
+    line = json.loads(cassette.read_text())
+    assert line["response"]["body"] == {"ok": True}
+    assert line["validator_error"].startswith("KeyError: 'choices'")
+    assert any("verdicts crashed" in r.getMessage() for r in caplog.records)
+
+
+def test_each_exchange_is_appended_and_flushed_at_once(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts
+) -> None:
+    addon, _, cassette = recorder
+    for n in range(3):
+        flow = _chat_flow({"n": n})
+        flow.response = tutils.tresp(content=b"{}")
+        addon.response(flow)
+        addon.drain()
+        # readable before the addon is done: nothing waits for a final flush
+        assert len(read_cassette(cassette).entries) == n + 1
+
+
+def test_transport_error_is_recorded(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts
+) -> None:
+    addon, _, cassette = recorder
+    flow = _chat_flow()
+    flow.error = tflow.terr("Connection reset by peer")
+    addon.error(flow)
+    addon.drain()
+    line = json.loads(cassette.read_text())
+    assert "response" not in line
+    assert "Connection reset by peer" in line["error"]
+
+
+def test_stream_broken_off_keeps_the_events_that_arrived(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts
+) -> None:
+    addon, _, cassette = recorder
+    flow = _chat_flow()
+    flow.response = _sse_response()
+    addon.responseheaders(flow)
+    stream = flow.response.stream
+    assert callable(stream)
+    stream(CHUNKS[0])
+    stream(b'data: {"unfinished')
+    flow.error = tflow.terr("server closed connection")
+    addon.error(flow)
+    addon.drain()
+    line = json.loads(cassette.read_text())
+    assert len(line["response"]["events"]) == 1
+    assert line["response"]["tail"] == 'data: {"unfinished'
+    assert "server closed connection" in line["error"]
+
+
+def test_refused_upstream_is_answered_with_a_json_502(tmp_path: Path, fake_verdicts: FakeVerdicts) -> None:
+    addon = Recorder()
+    cassette = tmp_path / "c.jsonl"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, cassette=str(cassette), verdicts_process=False)
+        flow = _chat_flow()
+        flow.client_conn.proxy_mode = ProxyMode.parse("reverse:http://127.0.0.1:9")
+        asyncio.run(addon.request(flow))
+        assert flow.response is not None
+        assert flow.response.status_code == 502
+        error = json.loads(flow.response.content or b"")["error"]
+        assert "http://127.0.0.1:9" in error["message"]
+        assert error["code"] == "upstream_unreachable"
+        addon.response(flow)
+        addon.done()
+    line = json.loads(cassette.read_text())
+    assert line["response"]["status"] == 502
+    assert "could not connect" in line["error"]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"cassette": "/nonexistent-dir/x.jsonl"}, "does not exist"),
+        ({"cassette": "/tmp"}, "is a directory"),
+        ({"har": "/nonexistent-dir/x.har"}, "does not exist"),
+        ({"redact": ["x-ok", "bad name"]}, "not a header"),
+    ],
+)
+def test_bad_options_are_refused_with_a_clear_message(options: dict[str, object], message: str) -> None:
+    addon = Recorder()
+    with taddons.context(addon) as tctx, pytest.raises(exceptions.OptionsError, match=message):
+        tctx.configure(addon, **options)
+
+
+def test_har_is_written_on_done(tmp_path: Path, fake_verdicts: FakeVerdicts) -> None:
+    addon = Recorder()
+    har = tmp_path / "s.har"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, har=str(har), verdicts_process=False)
+        flow = _chat_flow()
+        flow.response = _sse_response()
+        addon.responseheaders(flow)
+        stream = flow.response.stream
+        assert callable(stream)
+        for chunk in CHUNKS:
+            stream(chunk)
+        stream(b"")
+        addon.response(flow)
+        addon.done()
+    text = har.read_text()
+    assert TOKEN not in text
+    doc = json.loads(text)
+    assert doc["log"]["version"] == "1.2"
+    (entry,) = doc["log"]["entries"]
+    assert entry["response"]["content"]["text"].endswith("data: [DONE]\n\n")
+    assert entry["response"]["content"]["mimeType"].startswith("text/event-stream")
+    assert set(entry["timings"]) >= {"send", "wait", "receive"}
+    assert entry["request"]["postData"]["text"]
+
+
+def test_script_loads_without_the_repository_on_sys_path(tmp_path: Path) -> None:
+    """`mitmdump -s proxy/recorder.py` from elsewhere: mitmproxy's script loader, no repository on sys.path."""
+    script = Path(__file__).resolve().parents[2] / "proxy" / "recorder.py"
+    code = (
+        "import importlib.util; from mitmproxy.addons import script; "
+        f"assert importlib.util.find_spec('proxy') is None; m = script.load_script({str(script)!r}); "
+        "print(type(m.addons[0]).__name__)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "Recorder", done.stderr
+
+
+def test_summary_line_names_items() -> None:
+    from conformance.exchange import Exchange, Request, Response
+    from proxy.cassette import Entry
+
+    entry = Entry(
+        Exchange(Request("POST", "u", "/v1/chat/completions"), Response(200, events=())),
+        (Finding("a/x", "c", "m"), Finding("b/y", "c", "m"), Finding("a/x", "d", "m")),
+    )
+    assert summary_line(entry) == "POST /v1/chat/completions 200 · 0 events · 3 findings (a/x, b/y)"
+
+
+def test_verdicts_run_in_a_worker_process(tmp_path: Path) -> None:
+    """The default: redaction and the real verdicts in a spawned process; a broken stream gets findings."""
+    addon = Recorder()
+    cassette = tmp_path / "c.jsonl"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, cassette=str(cassette))
+        flow = _chat_flow()
+        flow.response = _sse_response()
+        addon.responseheaders(flow)
+        stream = flow.response.stream
+        assert callable(stream)
+        stream(b'data: {"not": "a chunk"}\n\n')
+        stream(b"")
+        addon.response(flow)
+        addon.done()
+    text = cassette.read_text()
+    assert TOKEN not in text
+    line = json.loads(text)
+    assert line.get("validator_error") is None
+    assert line["findings"], "a stream of one bogus chunk breaks some rule"
