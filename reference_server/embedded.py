@@ -1,0 +1,95 @@
+"""Run the reference server inside this process: uvicorn in a thread on a free port, model cached per process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+from reference_server.app import create_app
+from reference_server.engine import Engine
+from reference_server.model import LlamaSettings, check_gguf, default_model_path
+
+__all__ = ["bind", "engine_for", "run_app", "serve_in_thread"]
+
+_engines: dict[tuple[Path, int], Engine] = {}
+# The in-process clients (tests, `conformance run`) share the CPU with the server: leave them a core, since
+# llama.cpp's compute threads spin at barriers and degrade badly when the machine is oversubscribed.
+EMBEDDED_THREADS = max(1, (os.cpu_count() or 1) - 1)
+_engines_lock = threading.Lock()
+STARTUP_TIMEOUT_S = 30.0
+
+
+def engine_for(model_path: str | None = None, *, ctx: int = 2048) -> Engine:
+    """The process-wide engine for this model and context size, loaded on first use."""
+    path = check_gguf(model_path) if model_path else default_model_path()
+    with _engines_lock:
+        engine = _engines.get((path, ctx))
+        if engine is None:
+            engine = _engines[(path, ctx)] = Engine(path, LlamaSettings(n_ctx=ctx, n_threads=EMBEDDED_THREADS))
+        return engine
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (port 0 picks a free one); OSError if the address is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)
+    return sock
+
+
+def base_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def server_config(app: FastAPI) -> uvicorn.Config:
+    return uvicorn.Config(app, lifespan="off", ws="none", log_level="warning", access_log=False)
+
+
+@contextmanager
+def run_app(app: FastAPI, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve an app with uvicorn in a daemon thread; yields its base URL, stops it on exit."""
+    sock = bind(host, port)
+    server = uvicorn.Server(server_config(app))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            raise RuntimeError("the embedded reference server did not start")
+        time.sleep(0.01)
+    try:
+        yield base_url(sock)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@contextmanager
+def serve_in_thread(
+    model_path: str | None = None,
+    *,
+    ctx: int = 2048,
+    api_key: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> Iterator[str]:
+    """The reference server on a free port in this process: yields e.g. "http://127.0.0.1:54321"."""
+    with run_app(create_app(engine_for(model_path, ctx=ctx), api_key=api_key), host=host, port=port) as url:
+        yield url
