@@ -1,0 +1,184 @@
+"""Items on request extras and other endpoints: ttl, reasoning, draft models, capabilities, formats, embeddings."""
+
+from __future__ import annotations
+
+from conformance.catalog import requests as rq
+from conformance.catalog.expect import has_content, lists_models, make_check, same_vectors, succeeded
+from conformance.check import Item, Kind
+from conformance.verdicts import items as ids
+
+__all__ = ["EXTRA_ITEMS"]
+
+_REASONING_PROMPT = "Think step by step: what is 2 + 3?"
+
+_TTL = Item(
+    id=ids.TTL,
+    version="0.3.9",
+    title="Idle TTL for models loaded via API requests (`ttl` in the request; `lms load --ttl` is CLI)",
+    kind=Kind.API,
+    endpoints=(rq.CHAT,),
+    checks=(
+        make_check(
+            ids.TTL,
+            "ttl-accepted",
+            '"ttl": 300 in a chat request is accepted and answered normally',
+            [rq.chat("Say hello.", ttl=300)],
+            succeeded(),
+            has_content(),
+        ),
+    ),
+)
+
+_REASONING_CONTENT = Item(
+    id=ids.REASONING_CONTENT,
+    version="0.3.9",
+    title="Separate `reasoning_content` in chat completion responses (DeepSeek R1)",
+    kind=Kind.API,
+    endpoints=(rq.CHAT,),
+    checks=(
+        make_check(
+            ids.REASONING_CONTENT,
+            "no-think-markup",
+            "No <think> markup in content; reasoning_content, if any, a string in message/delta "
+            "(fully exercised only by reasoning models)",
+            [rq.chat(_REASONING_PROMPT, max_tokens=24), rq.chat(_REASONING_PROMPT, max_tokens=24, stream=True)],
+            succeeded(),
+        ),
+    ),
+)
+
+_SPECULATIVE = Item(
+    id=ids.SPECULATIVE_DECODING,
+    version="0.3.10",
+    title="Speculative decoding with `draft_model`; responses include a `stats` object",
+    kind=Kind.API,
+    endpoints=(rq.CHAT,),
+    checks=(
+        make_check(
+            ids.SPECULATIVE_DECODING,
+            "draft-model-stats",
+            "draft_model set to the target's own model: the answer has `stats` with the six draft fields",
+            [lambda t: rq.chat("Say hello.", draft_model=t.model)(t)],
+            succeeded(),
+        ),
+    ),
+)
+
+_PRESETS = Item(
+    id="0.3.14/presets",
+    version="0.3.14",
+    title="Preset support in API requests (the changelog gives no wire format, so there is nothing to check)",
+    kind=Kind.API,
+    endpoints=(rq.CHAT,),
+)
+
+_CAPABILITIES = Item(
+    id=ids.MODEL_CAPABILITIES,
+    version="0.3.16",
+    title="GET /api/v0/models lists each model's `capabilities`",
+    kind=Kind.API,
+    endpoints=(rq.LMSTUDIO_MODELS,),
+    checks=(
+        make_check(
+            ids.MODEL_CAPABILITIES,
+            "capabilities-array",
+            "Every model in GET /api/v0/models has a `capabilities` array of strings",
+            [rq.get(rq.LMSTUDIO_MODELS)],
+            succeeded(),
+            lists_models(0),
+        ),
+    ),
+)
+
+_RESPONSE_FORMAT_TEXT = Item(
+    id=ids.RESPONSE_FORMAT_TEXT,
+    version="0.3.18",
+    title='response_format {"type": "text"} is accepted',
+    kind=Kind.API,
+    endpoints=(rq.CHAT,),
+    checks=(
+        make_check(
+            ids.RESPONSE_FORMAT_TEXT,
+            "text-accepted",
+            'response_format {"type": "text"} gets a normal answer, not 400 (lmstudio #307, #189)',
+            [rq.chat("Say hello.", response_format={"type": "text"})],
+            succeeded(),
+            has_content(),
+        ),
+        make_check(
+            ids.RESPONSE_FORMAT_TEXT,
+            "text-accepted-streamed",
+            'response_format {"type": "text"} with stream: true gets a normal stream',
+            [rq.chat("Say hello.", response_format={"type": "text"}, stream=True)],
+            succeeded(),
+            has_content(),
+        ),
+    ),
+)
+
+_REASONING_FIELD = Item(
+    id=ids.REASONING_FIELD,
+    version="0.3.23",
+    title="gpt-oss reasoning in `message.reasoning` / `delta.reasoning`, not in content",
+    kind=Kind.API,
+    endpoints=(rq.CHAT,),
+    checks=(
+        make_check(
+            ids.REASONING_FIELD,
+            "no-harmony-markup",
+            "No harmony <|channel|> markup in content; `reasoning`, if any, a string in message/delta "
+            "(fully exercised only by reasoning models)",
+            [rq.chat(_REASONING_PROMPT, max_tokens=24), rq.chat(_REASONING_PROMPT, max_tokens=24, stream=True)],
+            succeeded(),
+        ),
+    ),
+)
+
+_EMBEDDINGS = Item(
+    id=ids.EMBEDDINGS,
+    version="0.3.25",
+    title="POST /v1/embeddings (EmbeddingGemma support); checked with the target's model",
+    kind=Kind.API,
+    endpoints=(rq.EMBEDDINGS,),
+    checks=(
+        make_check(
+            ids.EMBEDDINGS,
+            "single-input",
+            "One string gets one finite, non-zero float vector with index 0 and usage",
+            [rq.embeddings("The quick brown fox jumps over the lazy dog.")],
+            succeeded(),
+        ),
+        make_check(
+            ids.EMBEDDINGS,
+            "batch-input",
+            "Three strings get three vectors of one dimension, indexes 0..2 in order",
+            [rq.embeddings(["The sky is blue.", "Grass is green.", "Snow is white."])],
+            succeeded(),
+        ),
+        make_check(
+            ids.EMBEDDINGS,
+            "base64-matches-float",
+            "encoding_format base64 (openai-python's default) decodes to the vectors of encoding_format float",
+            [
+                rq.embeddings(["The sky is blue.", "Grass is green."], encoding_format="float"),
+                rq.embeddings(["The sky is blue.", "Grass is green."], encoding_format="base64"),
+            ],
+            succeeded(),
+            same_vectors(0, 1),
+        ),
+    ),
+)
+
+EXTRA_ITEMS: dict[str, Item] = {
+    i.id: i
+    for i in (
+        _TTL,
+        _REASONING_CONTENT,
+        _SPECULATIVE,
+        _PRESETS,
+        _CAPABILITIES,
+        _RESPONSE_FORMAT_TEXT,
+        _REASONING_FIELD,
+        _EMBEDDINGS,
+    )
+}

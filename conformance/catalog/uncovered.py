@@ -1,0 +1,51 @@
+"""Items without checks: CLI features (skipped) and API items not built yet (reported not_covered, never pass)."""
+
+from __future__ import annotations
+
+from conformance.check import Item, Kind
+
+__all__ = ["CLI_SKIP_REASON", "UNCOVERED_ITEMS"]
+
+CLI_SKIP_REASON = "CLI feature, not an HTTP API"
+
+
+def _cli(item_id: str, version: str, title: str) -> Item:
+    return Item(id=item_id, version=version, title=title, kind=Kind.CLI, skip_reason=CLI_SKIP_REASON)
+
+
+def _api(item_id: str, version: str, title: str, *endpoints: str) -> Item:
+    return Item(id=item_id, version=version, title=title, kind=Kind.API, endpoints=endpoints)
+
+
+UNCOVERED_ITEMS: dict[str, Item] = {
+    i.id: i
+    for i in (
+        _cli("0.3.5/lms-get", "0.3.5", "`lms get` downloads models from the terminal (keyword or Hugging Face URL)"),
+        _cli("0.3.26/lms-log-stream", "0.3.26", "`lms log stream` with --source server/model, filters, --json"),
+        _cli("0.3.27/lms-load-estimate-only", "0.3.27", "`lms load --estimate-only` prints memory estimates"),
+        _cli("0.3.27/lms-chat-interrupt", "0.3.27", "`lms chat`: Ctrl+C interrupts an ongoing prediction"),
+        _cli("0.3.27/lms-ps-json", "0.3.27", "`lms ps --json` reports generation status and queued requests"),
+        _api("0.3.29/responses", "0.3.29", "OpenAI-compatible POST /v1/responses", "/v1/responses"),
+        _api("0.3.29/responses-stateful", "0.3.29", "Stateful /v1/responses via previous_response_id", "/v1/responses"),
+        _api("0.3.29/responses-streaming", "0.3.29", "/v1/responses streaming via SSE", "/v1/responses"),
+        _api("0.3.29/responses-function-tools", "0.3.29", "Custom function tools in /v1/responses", "/v1/responses"),
+        _api("0.3.29/responses-remote-mcp", "0.3.29", "Remote MCP tools in /v1/responses (opt-in)", "/v1/responses"),
+        _api(
+            "0.3.29/responses-reasoning-effort",
+            "0.3.29",
+            "reasoning.effort in /v1/responses (openai/gpt-oss-20b)",
+            "/v1/responses",
+        ),
+        _cli("0.3.29/lms-ls-variants", "0.3.29", "`lms ls --variants` lists the variants of multi-variant models"),
+        _api("0.4.0/rest-v1-chat", "0.4.0", "Native REST API v1: chat with stateful chats", "/api/v1/chat"),
+        _api(
+            "0.4.0/rest-v1-models",
+            "0.4.0",
+            "Native REST API v1: models, with download and load endpoints",
+            "/api/v1/models",
+        ),
+        _api("0.4.0/rest-v1-mcp", "0.4.0", "Native REST API v1: MCP via API", "/api/v1/chat"),
+        _api("0.4.0/auth-tokens", "0.4.0", "Authentication configuration with API tokens", "/v1/models"),
+        _api("0.4.1/anthropic-messages", "0.4.1", "Anthropic-compatible POST /v1/messages", "/v1/messages"),
+    )
+}
