@@ -241,9 +241,10 @@ class MessageBuilder:
 
 
 def finish_reason(finished: Finished, *, called_tools: bool) -> str:
-    if called_tools:
-        return "tool_calls"
-    return "length" if finished.reason is FinishReason.LENGTH else "stop"
+    """`length` whenever max_tokens cut the answer, even mid tool call: its arguments are then incomplete."""
+    if finished.reason is FinishReason.LENGTH:
+        return "length"
+    return "tool_calls" if called_tools else "stop"
 
 
 def stats_of(finished: Finished, draft_model: str) -> dict[str, Any]:

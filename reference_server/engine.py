@@ -40,6 +40,7 @@ __all__ = [
 
 DEFAULT_TEMPERATURE = 0.8
 DRAFT_TOKENS = 8
+PROMPT_BLOCK = 32  # prompt tokens per llama.cpp batch; see Engine._load_prompt
 
 
 class FinishReason(StrEnum):
@@ -169,6 +170,7 @@ class Engine:
         self._pieces = self._piece_table(vocab, self.llama.n_vocab())
         self._eog = frozenset(t for t in range(self.llama.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t))
         self._embedder: llama_cpp.Llama | None = None
+        self._prompt_cached = 0  # leading tokens of the KV cache that were evaluated as aligned prompt blocks
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._running: _Job | None = None
         self._thread = threading.Thread(target=self._work, name="llama-worker", daemon=True)
@@ -253,14 +255,23 @@ class Engine:
         )
 
     def _load_prompt(self, tokens: Sequence[int]) -> None:
-        """Evaluate the prompt, reusing the longest cached prefix (the last token is always re-evaluated)."""
+        """Evaluate the prompt in fixed, aligned blocks, reusing the cached blocks it shares with the last prompt.
+
+        A token's logits depend on how the tokens before it were batched, so reusing an arbitrary cached
+        prefix makes a seeded request answer differently depending on what ran before it. Evaluating every
+        prompt as the same aligned blocks keeps the answer a function of the request alone.
+        """
         llm = self.llama
-        cached = llm.input_ids[: llm.n_tokens]
-        shared = min(len(cached), len(tokens))
+        cached = llm.input_ids[: min(self._prompt_cached, llm.n_tokens)]
+        shared = min(len(cached), len(tokens) - 1)
         mismatch = np.nonzero(cached[:shared] != np.asarray(tokens[:shared], dtype=np.intc))[0]
         common = int(mismatch[0]) if len(mismatch) else shared
-        llm.n_tokens = min(common, len(tokens) - 1)
-        llm.eval(tokens[llm.n_tokens :])
+        start = common - common % PROMPT_BLOCK
+        self._prompt_cached = 0
+        llm.n_tokens = start
+        for block in range(start, len(tokens), PROMPT_BLOCK):
+            llm.eval(tokens[block : block + PROMPT_BLOCK])
+        self._prompt_cached = len(tokens)
 
     def _decode_all(self, tokens: Sequence[int]) -> None:
         """Decode a batch with logits for every position (to verify drafted tokens)."""

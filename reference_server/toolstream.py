@@ -94,10 +94,7 @@ class ToolCallStream:
     def finish(self) -> list[ToolCallDelta | ContentDelta]:
         """Flush at the end of generation: complete calls get the rest of their arguments."""
         complete = _parse(self._text, "off") is not None
-        deltas = self._advance(complete=complete)
-        if not self._calls and not self._content and not complete and self._text:
-            deltas.append(ContentDelta(self._text))  # cut off before any call could start: keep the text
-        return deltas
+        return self._advance(complete=complete)
 
     def _advance(self, *, complete: bool) -> list[ToolCallDelta | ContentDelta]:
         deltas: list[ToolCallDelta | ContentDelta] = []

@@ -201,6 +201,24 @@ def test_draft_model_reports_real_speculative_counts(http: httpx.Client, referen
 # ---- tools ------------------------------------------------------------------------------------
 
 
+def test_seeded_answer_does_not_depend_on_what_ran_before(http: httpx.Client) -> None:
+    body = {"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 16}
+    first = _chat(http, **body)["choices"][0]["message"]["content"]
+    again = _chat(http, **body)["choices"][0]["message"]["content"]  # the whole prompt is cached now
+    _chat(http, messages=[{"role": "user", "content": "Name a colour and a fruit."}], max_tokens=4)
+    after_other = _chat(http, **body)["choices"][0]["message"]["content"]  # a shared prefix is cached
+    assert first == again == after_other
+
+
+def test_tool_call_cut_by_max_tokens_finishes_with_length(http: httpx.Client) -> None:
+    for max_tokens in (5, 12):
+        choice = _chat(http, messages=PARIS_TOKYO, tools=[WEATHER], tool_choice="required", max_tokens=max_tokens)[
+            "choices"
+        ][0]
+        assert choice["finish_reason"] == "length"
+        assert not (choice["message"]["content"] or "").startswith("[")  # no raw call JSON leaks into content
+
+
 def _calls(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(call["function"]["name"], json.loads(call["function"]["arguments"])) for call in message["tool_calls"]]
 

@@ -75,9 +75,9 @@ def test_wrapped_tool_calls_are_read_from_the_tool_calls_key() -> None:
     assert [call["arguments"] for call in calls] == [dump_arguments(call["arguments"]) for call in CALLS[:2]]
 
 
-def test_text_cut_off_before_any_call_is_kept_as_content() -> None:
+def test_call_json_cut_off_before_a_name_leaks_nothing_into_content() -> None:
     deltas = _run('[{"na', step=2)
-    assert deltas == [ContentDelta('[{"na')]
+    assert deltas == []
 
 
 def test_call_ids_look_like_openai_ids() -> None:
