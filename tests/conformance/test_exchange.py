@@ -30,7 +30,8 @@ def test_round_trip_stream() -> None:
     assert "body" not in line["response"]
     assert Exchange.from_dict(line) == exchange
     assert exchange.endpoint == "/v1/chat/completions"
-    assert exchange.response is not None and exchange.response.is_stream
+    assert exchange.response is not None
+    assert exchange.response.is_stream
 
 
 def test_round_trip_error_without_response() -> None:

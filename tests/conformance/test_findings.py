@@ -45,4 +45,5 @@ def test_failure_is_an_assertion_error_with_findings() -> None:
         raise ConformanceFailure(findings)
     assert isinstance(info.value, ConformanceFailure)
     assert info.value.findings == tuple(findings)
-    assert "first" in str(info.value) and "second" in str(info.value)
+    assert "first" in str(info.value)
+    assert "second" in str(info.value)

@@ -305,7 +305,8 @@ def test_script_loads_without_the_repository_on_sys_path(tmp_path: Path) -> None
         "import importlib.util, sys; from mitmproxy.addons import script; "
         # an editable install (as in CI) puts the packages on the path: take its finder away
         "sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, '__module__', '').startswith('__editable__')]; "
-        "sys.path_hooks[:] = [h for h in sys.path_hooks if not getattr(h, '__module__', '').startswith('__editable__')]; "
+        "sys.path_hooks[:] = [h for h in sys.path_hooks "
+        "if not getattr(h, '__module__', '').startswith('__editable__')]; "
         "sys.path_importer_cache.clear(); "
         f"assert importlib.util.find_spec('proxy') is None; m = script.load_script({str(script)!r}); "
         "print(type(m.addons[0]).__name__)"
