@@ -172,7 +172,8 @@ class Engine:
         self._embedder: llama_cpp.Llama | None = None
         self._prompt_cached = 0  # leading tokens of the KV cache that were evaluated as aligned prompt blocks
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._running: _Job | None = None
+        self._pending = 0  # jobs queued or running; see idle
+        self._pending_lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name="llama-worker", daemon=True)
         self._thread.start()
 
@@ -194,7 +195,13 @@ class Engine:
     @property
     def idle(self) -> bool:
         """No job is running or waiting."""
-        return self._running is None and self._jobs.empty()
+        with self._pending_lock:
+            return self._pending == 0
+
+    def _submit(self, job: _Job) -> None:
+        with self._pending_lock:
+            self._pending += 1
+        self._jobs.put(job)
 
     def tokenize(self, text: str) -> list[int]:
         """Prompt tokens as llama-cpp-python's create_completion makes them (special tokens parsed)."""
@@ -208,14 +215,14 @@ class Engine:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[object] = asyncio.Queue()
         job = _Job(work=lambda job: self._generate(job, request), emit=_emitter(loop, events))
-        self._jobs.put(job)
+        self._submit(job)
         return Generation(job, events)
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[object] = asyncio.Queue()
         job = _Job(work=lambda job: job.emit(self._embed(list(texts))), emit=_emitter(loop, events))
-        self._jobs.put(job)
+        self._submit(job)
         try:
             event = await events.get()
         finally:
@@ -233,13 +240,14 @@ class Engine:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            self._running = job
             try:
-                job.work(job)
+                if not job.cancelled:  # its client left while it waited: nobody to answer
+                    job.work(job)
             except Exception as exc:  # handed to the request that asked; the worker keeps serving
                 job.emit(exc)
             finally:
-                self._running = None
+                with self._pending_lock:
+                    self._pending -= 1
 
     def _sampler(self, request: GenerationRequest) -> TokenSampler:
         sampling = request.sampling

@@ -166,6 +166,8 @@ def parse_request[T: BaseModel](model: type[T], body: bytes) -> T:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError.bad_request(f"the request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ApiError.bad_request("the request body nests JSON too deeply") from exc
     if not isinstance(data, dict):
         raise ApiError.bad_request("the request body must be a JSON object")
     try:

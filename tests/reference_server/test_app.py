@@ -472,6 +472,12 @@ def test_malformed_json_is_400_not_422(http: httpx.Client) -> None:
     assert "not valid JSON" in error["message"]
 
 
+def test_deeply_nested_json_is_400_not_500(http: httpx.Client) -> None:
+    body = b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    error = _error(http.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"}), 400)
+    assert "nests JSON too deeply" in error["message"]
+
+
 def test_unknown_path_and_method(http: httpx.Client) -> None:
     assert _error(http.get("/v1/nothing-here"), 404)["code"] == "not_found"
     assert _error(http.get("/v1/chat/completions"), 405)["code"] == "method_not_allowed"
