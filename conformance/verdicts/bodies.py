@@ -21,7 +21,9 @@ _BODY_SCHEMA = {
     Endpoint.LMSTUDIO_MODELS: Schema.LMSTUDIO_MODEL_LIST,
 }
 _CHUNK_SCHEMA = {Endpoint.CHAT: Schema.CHAT_COMPLETION_CHUNK, Endpoint.COMPLETIONS: Schema.TEXT_COMPLETION_CHUNK}
-_SAME_IN_EVERY_CHUNK = ("id", "object", "created", "model")
+_SAME_IN_EVERY_CHUNK = ("id", "object", "model")
+"""Not `created`: llama-server stamps each chunk, so it changes across a second boundary; openai-python keeps the
+first chunk's value, so clients do not notice."""
 
 
 def body_schema_of(endpoint: Endpoint) -> Schema:

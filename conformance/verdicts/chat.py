@@ -89,13 +89,13 @@ def finish_reason_once(ctx: Context) -> Iterator[Issue]:
         )
 
 
-@rule("no-think-markup", items.REASONING_CONTENT, CHAT_LIKE)
+@rule("no-think-markup", items.REASONING_CONTENT, _CHAT)
 def no_think_markup(ctx: Context) -> Iterator[Issue]:
     """Content has no `<think>` reasoning markup: reasoning goes in a separate field."""
     yield from _markup(ctx, THINK_MARKERS, "reasoning markup", "reasoning_content")
 
 
-@rule("no-harmony-markup", items.REASONING_FIELD, CHAT_LIKE)
+@rule("no-harmony-markup", items.REASONING_FIELD, _CHAT)
 def no_harmony_markup(ctx: Context) -> Iterator[Issue]:
     """Content has no gpt-oss harmony markup (`<|channel|>`, `<|message|>`...): reasoning goes in `reasoning`."""
     yield from _markup(ctx, HARMONY_MARKERS, "harmony channel markup", "reasoning")

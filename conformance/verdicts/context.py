@@ -78,7 +78,7 @@ class StreamView:
         self.chunks: list[tuple[int, dict[str, Any]]] = []
         """(event index, payload) of every JSON object event that is not an error."""
         self.errors: list[tuple[int, Any]] = []
-        """(event index, payload) of every event whose payload has an `error` key."""
+        """(event index, payload) of every event whose payload has a truthy `error`, as openai-python tests it."""
         self.invalid: list[tuple[int, str]] = []
         """(event index, reason) of data events that are not JSON objects."""
         for i, event in enumerate(events):
@@ -94,7 +94,7 @@ class StreamView:
                 continue
             if not isinstance(payload, dict):
                 self.invalid.append((i, f"a JSON {type(payload).__name__}, not an object"))
-            elif "error" in payload:
+            elif payload.get("error"):  # openai-python raises only on a truthy `error` (`"error": null` is a chunk)
                 self.errors.append((i, payload))
             else:
                 self.chunks.append((i, payload))

@@ -62,6 +62,18 @@ def error_body(ctx: Context) -> Iterator[Issue]:
             seen=body,
         )
         return
+    if "error" not in body and isinstance(body.get("message"), str):
+        yield Issue(
+            f'error status {response.status} with a top-level {{"message": ...}} body (old vLLM\'s '
+            '{"object": "error", ...}) instead of {"error": {...}}: openai-python still shows the message, as it '
+            'reads body.get("error", body), but the shape is non-standard and other OpenAI clients find no '
+            "`error.message`",
+            item=item,
+            pointer="",
+            expected='{"error": {"message": "..."}}',
+            seen=body,
+        )
+        return
     for error in schemas.errors(schemas.Schema.ERROR, body):
         yield Issue(
             f"error body is not an OpenAI error object: {error.message}",

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+
+from openai._streaming import SSEDecoder
 
 from conformance import schemas
+from conformance.exchange import SSEEvent
 from conformance.sse import field_lines
 from conformance.verdicts import items
-from conformance.verdicts.context import Context, Issue
+from conformance.verdicts.context import DONE, Context, Issue
 from conformance.verdicts.rule import CHAT_LIKE, Rule, rule
 
 __all__ = ["RULES"]
 
-_HARMLESS_FIELDS = frozenset({"id", "retry"})
-"""Fields a data-less block may carry without a client tripping over it."""
+_IGNORED_AFTER_DONE = frozenset({"id", "retry"})
+"""Fields a block after [DONE] may carry: openai-python stops reading at [DONE], so nothing after it matters."""
 
 
 @rule("stream-is-sse", items.BASE_STREAMING, CHAT_LIKE)
@@ -42,16 +45,15 @@ def stream_is_sse(ctx: Context) -> Iterator[Issue]:
 
 @rule("sse-data-field", items.BASE_STREAMING, CHAT_LIKE)
 def sse_data_field(ctx: Context) -> Iterator[Issue]:
-    """Every event block carries `data:` (comment-only and id/retry-only blocks are harmless)."""
+    """Every event block carries `data:`; a comment-only block is harmless unless openai-python makes it an event."""
     stream = ctx.stream
     if stream is None:
         return
+    empty = _empty_dispatches(stream.events)
     for i, event in enumerate(stream.events):
         if event.data is not None:
             continue
         names = [name for name, _ in field_lines(event.raw.splitlines())]
-        if not names or set(names) <= _HARMLESS_FIELDS:
-            continue
         if "error" in names:
             yield Issue(
                 "the error is sent as an SSE `error:` field without `data:`; OpenAI clients drop such a block "
@@ -70,7 +72,15 @@ def sse_data_field(ctx: Context) -> Iterator[Issue]:
                 expected="a data: line in every event",
                 seen=event.raw,
             )
-        else:
+        elif i in empty:
+            yield Issue(
+                _empty_event_message(names, empty[i], i),
+                chunk=i,
+                item=_stream_item(ctx),
+                expected="no id:/retry: fields, or a data: line in every block after one",
+                seen=event.raw,
+            )
+        elif set(names) - _IGNORED_AFTER_DONE:
             yield Issue(
                 f"event block without a `data:` field (fields: {', '.join(sorted(set(names)))}); clients skip it, "
                 "so whatever it meant to say is lost",
@@ -79,6 +89,45 @@ def sse_data_field(ctx: Context) -> Iterator[Issue]:
                 expected="a data: line in every event",
                 seen=event.raw,
             )
+
+
+def _empty_dispatches(events: Sequence[SSEEvent]) -> dict[int, int | None]:
+    """Blocks before [DONE] that openai-python's own SSEDecoder turns into an event with empty data, mapped to the
+    block whose `id:` made it so (None when the block's own `retry:` did).
+
+    The decoder dispatches at a blank line whenever an id or retry is set, and never forgets the last id (as the
+    spec says), so after one `id:` even a `: keep-alive` comment block becomes an event whose data `""` the client
+    then fails to parse as JSON."""
+    decoder = SSEDecoder()
+    out: dict[int, int | None] = {}
+    id_from: int | None = None
+    for i, event in enumerate(events):
+        if event.data == DONE:
+            break
+        before = decoder._last_event_id  # the SDK's own state: which id it carries into the next blocks
+        for line in event.raw.splitlines():
+            decoder.decode(line)
+        if decoder._last_event_id != before:
+            id_from = i
+        dispatched = decoder.decode("")
+        if dispatched is not None and dispatched.data == "" and event.data is None:
+            out[i] = id_from if decoder._last_event_id else None
+    return out
+
+
+def _empty_event_message(names: list[str], id_from: int | None, index: int) -> str:
+    fields = ", ".join(f"`{n}:`" for n in sorted(set(names))) or "only a comment"
+    if id_from is None:
+        cause = "its `retry:` field"
+    elif id_from == index:
+        cause = "its `id:` field"
+    else:
+        cause = f"the `id:` of block #{id_from}, which the decoder keeps for every later block"
+    return (
+        f"data-less block ({fields}) before [DONE]: openai-python's SSEDecoder still dispatches it as an event "
+        f"because of {cause}, with data '' that `sse.json()` fails to parse (JSONDecodeError), so the client "
+        "crashes mid-stream. Send no `id:`/`retry:` fields (after one `id:`, every block needs `data:`)"
+    )
 
 
 @rule("stream-terminated", items.BASE_STREAMING, CHAT_LIKE)
@@ -124,7 +173,7 @@ def done_terminator(ctx: Context) -> Iterator[Issue]:
     for i in range(first + 1, len(stream.events)):
         event = stream.events[i]
         names = {name for name, _ in field_lines(event.raw.splitlines())}
-        if (event.data is not None and event.data != "[DONE]") or names - _HARMLESS_FIELDS - {"data"}:
+        if (event.data is not None and event.data != "[DONE]") or names - _IGNORED_AFTER_DONE - {"data"}:
             yield Issue(
                 "event after `data: [DONE]`; clients stop reading at [DONE], so it is never seen",
                 chunk=i,

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 from jsonschema.validators import validator_for
-from referencing.exceptions import Unresolvable
 
 from conformance.schemas import pointer as json_pointer
 from conformance.verdicts import items
@@ -20,6 +19,10 @@ from conformance.verdicts.rule import Rule, rule
 __all__ = ["RULES", "TOOL_MARKUP", "normalised_name"]
 
 _CHAT = frozenset({Endpoint.CHAT})
+_CALL_FINISH = frozenset({"tool_calls", "length"})
+"""finish_reason of an answer with tool calls for tool_choice auto/required (length: cut by max_tokens)."""
+_NAMED_FINISH = _CALL_FINISH | {"stop"}
+"""A named tool_choice: OpenAI itself answers "stop" (streamed and not), vLLM "tool_calls" (vllm PR #25054)."""
 TOOL_MARKUP = ("<tool_call>", "</tool_call>", "[TOOL_CALLS]", "<|tool_call", "<function=", "<|python_tag|>")
 """Markers chat templates wrap tool calls in; seen in content, the server failed to parse a call."""
 
@@ -234,19 +237,33 @@ def tool_call_name_defined(ctx: Context) -> Iterator[Issue]:
 
 @rule("finish-reason-tool-calls", items.FINISH_REASON_TOOL_CALLS, _CHAT)
 def finish_reason_tool_calls(ctx: Context) -> Iterator[Issue]:
-    """An answer with tool calls finishes with `tool_calls` (or `length`); one without never does."""
+    """An answer with tool calls finishes with `tool_calls` (or `length`; a named tool_choice may also say `stop`,
+    as OpenAI does); one without never says `tool_calls`."""
     found = answer(ctx)
     if found is None or found.error is not None or found.finish_reason is None:
         return
     pointer = "/choices/0/finish_reason"
-    if found.tool_calls and found.finish_reason not in ("tool_calls", "length"):
-        cause = "vllm PR #9209" if ctx.named_tool else "lmstudio #821"
+    named = ctx.named_tool is not None
+    accepted = _NAMED_FINISH if named else _CALL_FINISH
+    if found.tool_calls and found.finish_reason not in accepted:
+        if named:
+            message = (
+                f"the answer to a named tool_choice has {len(found.tool_calls)} tool call(s) but finish_reason is "
+                f"{found.finish_reason!r}; OpenAI ends a forced function call with 'stop' and vLLM ended it with "
+                "'tool_calls' (vllm PRs #9209, #25054), clients accept only those two"
+            )
+            expected: Any = ["stop", "tool_calls"]
+        else:
+            message = (
+                f"the answer has {len(found.tool_calls)} tool call(s) but finish_reason is {found.finish_reason!r}; "
+                "agent loops run tools only when finish_reason is 'tool_calls' (lmstudio #821)"
+            )
+            expected = "tool_calls"
         yield Issue(
-            f"the answer has {len(found.tool_calls)} tool call(s) but finish_reason is {found.finish_reason!r}; "
-            f"agent loops run tools only when finish_reason is 'tool_calls' ({cause})",
+            message,
             chunk=found.finish_chunk,
             pointer=pointer,
-            expected="tool_calls",
+            expected=expected,
             seen=found.finish_reason,
         )
     elif not found.tool_calls and found.finish_reason == "tool_calls":
@@ -374,7 +391,9 @@ def _arguments(ctx: Context, call: ToolCall, streamed: bool, finish: str | None)
     try:
         validator = validator_for(parameters, default=Draft202012Validator)(parameters)
         errors = sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.path)))
-    except (SchemaError, Unresolvable):
+    except Exception:
+        # the client's own schema is broken (unknown type, bad regex, bad $ref...): not the server's fault, so
+        # these arguments go unchecked and no finding is made
         return
     for error in errors[:3]:
         yield Issue(

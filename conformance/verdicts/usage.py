@@ -92,7 +92,8 @@ def usage_arithmetic(ctx: Context) -> Iterator[Issue]:
 
 @rule("stream-usage-when-asked", items.STREAM_INCLUDE_USAGE, CHAT_LIKE)
 def stream_usage_when_asked(ctx: Context) -> Iterator[Issue]:
-    """With include_usage, one extra last chunk has `choices: []` and `usage`; no other chunk has usage."""
+    """With include_usage, one extra last chunk has `choices: []` and `usage`; no other chunk has usage (unless
+    vLLM's `stream_options.continuous_usage_stats` asked for it on every chunk)."""
     stream = ctx.stream
     if stream is None or not ctx.include_usage or stream.errors:
         return
@@ -106,7 +107,7 @@ def stream_usage_when_asked(ctx: Context) -> Iterator[Issue]:
             seen=None,
         )
         return
-    for i, chunk in with_usage[:-1]:
+    for i, chunk in [] if _continuous_usage(ctx) else with_usage[:-1]:
         yield Issue(
             "usage is sent on more than one chunk; with include_usage only the extra last chunk carries it",
             chunk=i,
@@ -149,6 +150,12 @@ def stream_usage_unasked(ctx: Context) -> Iterator[Issue]:
                 seen=chunk.get("usage"),
             )
             return
+
+
+def _continuous_usage(ctx: Context) -> bool:
+    """vLLM's `stream_options.continuous_usage_stats: true` asks for usage on every chunk, not only the last."""
+    options = ctx.request.get("stream_options")
+    return isinstance(options, dict) and options.get("continuous_usage_stats") is True
 
 
 RULES: tuple[Rule, ...] = (usage_present, usage_arithmetic, stream_usage_when_asked, stream_usage_unasked)

@@ -217,7 +217,8 @@ BUGS = frozenset(
         "ignore_tool_choice_none",  # calls tools although tool_choice is "none"
         "reject_auto",  # 400 on tool_choice "auto"
         "ignore_named_choice",  # calls the first tool whatever tool_choice names
-        "finish_stop_with_tools",  # finish_reason "stop" with tool calls (lmstudio #821, vllm PR #9209)
+        "finish_stop_with_tools",  # finish_reason "stop" with tool calls (lmstudio #821)
+        "finish_function_call_with_tools",  # the deprecated "function_call" with tool calls, even for a named choice
         "finish_tool_calls_when_cut",  # a call cut by max_tokens still says "tool_calls"
         "no_capabilities",  # /api/v0/models without capabilities
         "empty_name_later",  # later tool deltas carry name "" (lmstudio #649)
@@ -427,8 +428,7 @@ class FakeServer:
                 for k, (n, a) in enumerate(calls)
             ]
             completion = _CALL_TOKENS * len(calls)
-            if "finish_stop_with_tools" in self.bugs:
-                finish = "stop"
+            finish = self._call_finish(body)
             limit = body.get("max_tokens")
             if isinstance(limit, int) and limit < completion:
                 completion = limit
@@ -462,6 +462,15 @@ class FakeServer:
             }
         return result
 
+    def _call_finish(self, body: dict[str, Any]) -> str:
+        """finish_reason of an answer with tool calls; a correct server says "stop" for a named tool_choice, as
+        OpenAI does (and "tool_calls" otherwise)."""
+        if "finish_function_call_with_tools" in self.bugs:
+            return "function_call"
+        if "finish_stop_with_tools" in self.bugs or isinstance(body.get("tool_choice"), dict):
+            return "stop"
+        return "tool_calls"
+
     def _args_text(self, args: dict[str, Any]) -> str:
         if not args and "empty_args" in self.bugs:
             return ""
@@ -483,7 +492,7 @@ class FakeServer:
             text, calls = f'<tool_call>{{"name": "{name}", "arguments": {json.dumps(args)}}}</tool_call>', []
         if calls:
             chunks += self._call_chunks(chunk, calls)
-            finish = "stop" if "finish_stop_with_tools" in self.bugs else "tool_calls"
+            finish = self._call_finish(body)
             completion = _CALL_TOKENS * len(calls)
         else:
             if "stream_differs" in self.bugs:

@@ -50,7 +50,7 @@ BUGS: dict[tuple[str, str], tuple[str, str]] = {
     (ids.TOOL_CHOICE, "named-function-streamed"): ("ignore_named_choice", SELF),
     (ids.FINISH_REASON_TOOL_CALLS, "non-streamed"): ("finish_stop_with_tools", SELF),
     (ids.FINISH_REASON_TOOL_CALLS, "streamed"): ("finish_stop_with_tools", SELF),
-    (ids.FINISH_REASON_TOOL_CALLS, "named-streamed"): ("finish_stop_with_tools", SELF),
+    (ids.FINISH_REASON_TOOL_CALLS, "named-streamed"): ("finish_function_call_with_tools", SELF),
     (ids.FINISH_REASON_TOOL_CALLS, "cut-call-finish-length"): ("finish_tool_calls_when_cut", SELF),
     (ids.MODEL_CAPABILITIES, "capabilities-array"): ("no_capabilities", SELF),
     (ids.NO_EMPTY_FUNCTION_NAME, "name-once-streamed"): ("empty_name_later", SELF),

@@ -56,6 +56,14 @@ def test_id_changes_within_a_stream(wire: Any) -> None:
     assert finding.seen == "chatcmpl-2"
 
 
+def test_created_ticking_within_a_stream_is_fine(wire: Any) -> None:
+    """llama-server stamps each chunk, so a stream crossing a second changes `created`; clients keep the first."""
+    chunks = wire.text_stream()
+    for k, chunk in enumerate(chunks):
+        chunk["created"] = 1700000000 + k // 3
+    assert validate_exchange(wire.stream(stream_request(wire), chunks)) == []
+
+
 def test_first_delta_without_role(wire: Any) -> None:
     chunks = wire.text_stream()
     del chunks[0]["choices"][0]["delta"]["role"]
@@ -99,6 +107,22 @@ def test_reasoning_markup_leaked_into_content(wire: Any, content: str, item: str
     assert finding.item == item
     assert finding.check == check
     assert finding.pointer == "/choices/0/message/content"
+
+
+@pytest.mark.parametrize("text", ["<think>hmm</think>Hello", "<|channel|>analysis<|message|>hmm<|end|>Hello"])
+def test_reasoning_markup_rules_do_not_judge_legacy_completions(wire: Any, text: str) -> None:
+    """/v1/completions has no reasoning field to move the markup to: the text is the model's raw output."""
+    body = {
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "created": 1,
+        "model": wire.model,
+        "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
+        "usage": wire.usage(1, 5),
+    }
+    findings = validate_exchange(wire.plain({"model": wire.model, "prompt": "Hi"}, body, path="/v1/completions"))
+    assert by_check(findings, "no-think-markup") == []
+    assert by_check(findings, "no-harmony-markup") == []
 
 
 def test_think_markup_split_across_chunks_names_the_chunk_completing_it(wire: Any) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+import pytest
 
 from conformance.findings import Finding
 from conformance.verdicts import items as ids
@@ -21,6 +24,55 @@ def test_a_good_text_stream_has_no_findings(wire: Any) -> None:
 def test_comment_keepalives_are_harmless(wire: Any) -> None:
     events = [": keep-alive", *wire.text_stream()]
     assert validate_exchange(wire.stream(wire.chat_request(stream=True), events)) == []
+
+
+@pytest.mark.parametrize("block", ["id: 7", "retry: 3000"])
+def test_id_or_retry_only_block_is_an_empty_event_for_openai_python(wire: Any, block: str) -> None:
+    events = [*wire.text_stream()[:2], block, *wire.text_stream()[2:]]
+    [finding] = by_check(validate_exchange(wire.stream(wire.chat_request(stream=True), events)), "sse-data-field")
+    assert finding.item == ids.BASE_STREAMING
+    assert finding.chunk == 2
+    assert finding.raw == block
+    assert "SSEDecoder" in finding.message
+    assert "JSONDecodeError" in finding.message
+
+
+def test_after_one_id_every_comment_block_is_an_empty_event(wire: Any) -> None:
+    first, *rest = wire.text_stream()
+    events = ["id: 1\ndata: " + json.dumps(first), *rest[:2], ": ping", *rest[2:], ": ping"]
+    findings = by_check(validate_exchange(wire.stream(wire.chat_request(stream=True), events)), "sse-data-field")
+    [finding] = findings  # the same message twice is collapsed into one finding naming both blocks
+    assert finding.chunk == 3
+    assert "the `id:` of block #0" in finding.message
+    assert "2 times in chunks #3, #6" in finding.message
+    assert finding.raw == ": ping"
+
+
+def test_the_sdk_really_fails_on_those_blocks(wire: Any) -> None:
+    """The evidence for the rule above: openai-python's decoder yields an event whose data is not JSON."""
+    from openai._streaming import SSEDecoder
+
+    decoder = SSEDecoder()
+    lines = ["id: 1", 'data: {"a": 1}', "", ": ping", ""]
+    events = [e for e in map(decoder.decode, lines) if e is not None]
+    assert [e.data for e in events] == ['{"a": 1}', ""]
+    with pytest.raises(json.JSONDecodeError):
+        events[1].json()
+
+
+def test_id_and_comment_blocks_after_done_are_harmless(wire: Any) -> None:
+    raw = wire.sse_text(wire.text_stream()) + "id: 9\n\n: ping\n\n"
+    events = [raw.rstrip("\n")]
+    assert validate_exchange(wire.stream(wire.chat_request(stream=True), events, done=False)) == []
+
+
+def test_error_null_on_a_chunk_is_not_an_error_event(wire: Any) -> None:
+    """openai-python raises only when `data.get("error")` is truthy."""
+    events = [{**c, "error": None} for c in wire.text_stream()]
+    findings = validate_exchange(wire.stream(wire.chat_request(stream=True), events))
+    assert by_check(findings, "stream-error-event") == []
+    assert by_check(findings, "done-terminator") == []
+    assert [f for f in findings if f.item == ids.STREAM_ERRORS] == []
 
 
 def test_llama_cpp_16104_error_field_without_data(wire: Any) -> None:
@@ -108,6 +160,16 @@ def test_fastapi_422_detail_is_named(wire: Any) -> None:
     assert finding.item == ids.BASE_ERRORS
     assert finding.check == "error-body"
     assert "FastAPI" in finding.message
+    assert finding.seen == body
+
+
+def test_old_vllm_top_level_error_is_flagged_but_says_the_message_still_shows(wire: Any) -> None:
+    body = {"object": "error", "message": "model not found", "type": "NotFoundError", "code": 404}
+    [finding] = validate_exchange(wire.plain(wire.chat_request(), body, status=404))
+    assert finding.item == ids.BASE_ERRORS
+    assert finding.check == "error-body"
+    assert "openai-python still shows" in finding.message
+    assert "non-standard" in finding.message
     assert finding.seen == body
 
 

@@ -118,14 +118,55 @@ def test_lmstudio_821_finish_reason_stop_with_tool_calls(wire: Any) -> None:
     assert finding.expected == "tool_calls"
 
 
-def test_vllm_9209_named_tool_choice_streamed_ends_with_stop(wire: Any) -> None:
+NAMED = {"type": "function", "function": {"name": "get_weather"}}
+
+
+@pytest.mark.parametrize("finish", ["stop", "tool_calls", "length"])
+def test_named_tool_choice_may_end_with_stop_as_openai_does(wire: Any, finish: str) -> None:
     chunks = wire.tool_stream()
-    chunks[-1]["choices"][0]["finish_reason"] = "stop"
-    request = tools_request(wire, tool_choice={"type": "function", "function": {"name": "get_weather"}})
-    [finding] = validate_exchange(wire.stream(request, chunks))
+    chunks[-1]["choices"][0]["finish_reason"] = finish
+    assert validate_exchange(wire.stream(tools_request(wire, tool_choice=NAMED), chunks)) == []
+    body = wire.completion(None, tool_calls=[wire.tool_call()], finish=finish)
+    assert validate_exchange(wire.plain(tools_request(wire, stream=False, tool_choice=NAMED), body)) == []
+
+
+def test_named_tool_choice_with_another_finish_reason_is_flagged(wire: Any) -> None:
+    chunks = wire.tool_stream()
+    chunks[-1]["choices"][0]["finish_reason"] = "function_call"
+    [finding] = validate_exchange(wire.stream(tools_request(wire, tool_choice=NAMED), chunks))
     assert finding.item == ids.FINISH_REASON_TOOL_CALLS
     assert finding.chunk == len(chunks) - 1
-    assert "vllm PR #9209" in finding.message
+    assert finding.expected == ["stop", "tool_calls"]
+    assert "#25054" in finding.message
+
+
+def test_required_tool_choice_streamed_still_needs_tool_calls(wire: Any) -> None:
+    chunks = wire.tool_stream()
+    chunks[-1]["choices"][0]["finish_reason"] = "stop"
+    [finding] = validate_exchange(wire.stream(tools_request(wire), chunks))
+    assert finding.item == ids.FINISH_REASON_TOOL_CALLS
+    assert finding.expected == "tool_calls"
+    assert "lmstudio #821" in finding.message
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"type": "object", "properties": {"city": {"type": "any"}}},
+        {"type": "object", "properties": {"city": {"type": "string", "pattern": "(?<"}}},
+        {"type": "object", "properties": {"city": {"$ref": "#/$defs/missing"}}},
+    ],
+    ids=["unknown-type", "bad-regex", "dangling-ref"],
+)
+def test_a_broken_client_schema_skips_argument_validation_only(wire: Any, parameters: dict[str, Any]) -> None:
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": parameters}}
+    request = wire.chat_request(tools=[tool], tool_choice="required", stream=True)
+    assert validate_exchange(wire.stream(request, wire.tool_stream())) == []
+    # the other rules still run on that exchange
+    chunks = wire.tool_stream()
+    chunks[-1]["choices"][0]["finish_reason"] = "stop"
+    [finding] = validate_exchange(wire.stream(request, chunks))
+    assert finding.check == "finish-reason-tool-calls"
 
 
 def test_finish_reason_tool_calls_without_calls(wire: Any) -> None:

@@ -46,6 +46,17 @@ def test_usage_on_several_chunks_and_not_last(wire: Any) -> None:
     assert [f.chunk for f in by_check(findings, "stream-usage-when-asked")] == [2]
 
 
+def test_vllm_continuous_usage_stats_allows_usage_on_every_chunk(wire: Any) -> None:
+    request = wire.chat_request(stream=True, stream_options={"include_usage": True, "continuous_usage_stats": True})
+    chunks = [dict(c, usage=wire.usage(5, k)) for k, c in enumerate(wire.text_stream())]
+    good = [*chunks, wire.chunk(choices=[], usage=wire.usage(5, 4))]
+    assert by_check(validate_exchange(wire.stream(request, good)), "stream-usage-when-asked") == []
+    # the final usage chunk with `choices: []` is still required
+    [finding] = by_check(validate_exchange(wire.stream(request, chunks)), "stream-usage-when-asked")
+    assert finding.pointer == "/choices"
+    assert finding.chunk == 4
+
+
 def test_usage_chunk_followed_by_choice_chunks(wire: Any) -> None:
     chunks = [*wire.text_stream()[:-1], wire.chunk(choices=[], usage=wire.usage(5, 2)), wire.text_stream()[-1]]
     [finding] = by_check(validate_exchange(wire.stream(asked(wire), chunks)), "stream-usage-when-asked")
