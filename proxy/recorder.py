@@ -19,16 +19,19 @@ import json
 import logging
 import multiprocessing
 import os
+import queue
+import threading
 import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import UTC, datetime
-from typing import cast
+from typing import Any, cast
 
 from mitmproxy import exceptions, http
 from mitmproxy.addonmanager import Loader
+from mitmproxy.net import encoding
 from mitmproxy.options import Options
 from mitmproxy.proxy import server_hooks
 from mitmproxy.proxy.mode_specs import RegularMode, ReverseMode
@@ -39,6 +42,7 @@ from conformance.sse import SSEParser
 from proxy.cassette import CassetteWriter, Entry
 from proxy.har import HarRecord, HarTimings, write_har
 from proxy.live import judge, warm_up
+from proxy.redact import Redactor
 
 __all__ = ["Recorder", "addons"]
 
@@ -46,6 +50,13 @@ logger = logging.getLogger("proxy.recorder")
 
 _FAILURE = "conformance.failure"
 _PROBE_TIMEOUT_S = 5.0
+_VERDICTS_TIMEOUT_S = 10
+"""Default of the `verdicts_timeout` option: how long one exchange's verdicts may take."""
+_WARM_UP_TIMEOUT_S = 60.0
+"""How long a fresh worker process may take to start and import the verdicts before the timer starts."""
+_EXIT_GRACE_S = 20.0
+"""At exit, how long to wait for queued exchanges beyond one verdicts timeout before giving up on them."""
+_NO_BODY_STATUS = frozenset({204, 304})
 
 
 class Recorder:
@@ -55,9 +66,13 @@ class Recorder:
     `conformance record`. Options: cassette, redact, har, validate, upstream_probe.
 
     SSE responses are streamed: `responseheaders` sets `flow.response.stream` to a capture that hands each
-    chunk on unchanged and parses a copy; other bodies go through mitmproxy's normal buffering. Completed
-    exchanges go to one writer thread, in order; it has redaction and verdicts done in a worker process
-    (`verdicts_process`), so that they never compete with the traffic for the GIL, then writes the line.
+    chunk on unchanged and parses a copy into events. Other streams (the request asked for `stream: true`,
+    NDJSON, or no content-length) are streamed too, through a capture that keeps a copy of the body, recorded
+    as a plain body: a stream of the wrong content type stays visible to the verdicts. Remaining bodies go
+    through mitmproxy's normal buffering. Completed exchanges go to one writer thread, in order; it has
+    redaction and verdicts done in a worker process (`verdicts_process`), so that they never compete with the
+    traffic for the GIL, then writes the line. Verdicts that take longer than `verdicts_timeout` are given up
+    (the worker process is replaced) and the line records `validator_error`.
     """
 
     def __init__(self, on_entry: Callable[[Entry], None] | None = None) -> None:
@@ -67,11 +82,12 @@ class Recorder:
         self._redact: tuple[str, ...] = ()
         self._har_path: Path | None = None
         self._har: list[HarRecord] = []
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cassette")
-        self._pool: Executor | None = None
+        self._executor = _SerialWorker("cassette")
+        self._pool: ProcessPoolExecutor | None = None
+        self._warm: Future[None] | None = None
         self._pool_failed = False
         self._pending: list[Future[None]] = []
-        self._captures: dict[str, _StreamCapture] = {}
+        self._captures: dict[str, _StreamCapture | _BodyCapture] = {}
         """Streams being captured, by flow id (not in flow.metadata, which mitmproxy may serialize)."""
         self._verdicts_missing_logged = False
         self._open_upstreams: Counter[tuple[str, int]] = Counter()
@@ -98,6 +114,13 @@ class Recorder:
             "for the GIL; when off, a thread does it.",
         )
         loader.add_option(
+            "verdicts_timeout",
+            int,
+            _VERDICTS_TIMEOUT_S,
+            "Seconds the verdicts may take on one exchange; past that the exchange is recorded with a "
+            "validator_error and the worker process is replaced.",
+        )
+        loader.add_option(
             "upstream_probe",
             bool,
             True,
@@ -114,6 +137,10 @@ class Recorder:
                     f"redact: {bad[0]!r} is not a header, query or field name (give a bare name like x-custom-auth)"
                 )
             self._redact = tuple(opts.redact)
+        if "verdicts_timeout" in updated and opts.verdicts_timeout < 1:
+            raise exceptions.OptionsError(
+                f"verdicts_timeout: {opts.verdicts_timeout} is not a number of seconds (give 1 or more)"
+            )
         if "cassette" in updated:
             self._open_cassette(opts.cassette)
         if "har" in updated:
@@ -160,9 +187,15 @@ class Recorder:
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         response = flow.response
-        if response is None or response.stream or not _is_event_stream(response):
+        if response is None or response.stream:
             return
-        capture = _StreamCapture(flow.request.timestamp_start, response.headers.get("content-encoding", ""))
+        capture: _StreamCapture | _BodyCapture
+        if _is_event_stream(response):
+            capture = _StreamCapture(flow.request.timestamp_start, response.headers.get("content-encoding", ""))
+        elif _streams(flow.request, response):
+            capture = _BodyCapture(response.headers.get("content-encoding", ""))
+        else:
+            return
         self._captures[flow.id] = capture
         response.stream = capture
 
@@ -170,10 +203,12 @@ class Recorder:
         response = flow.response
         assert response is not None
         capture = self._captures.pop(flow.id, None)
-        if capture is not None:
+        if isinstance(capture, _StreamCapture):
             recorded = Response(
                 response.status_code, _headers(response.headers), events=tuple(capture.events), tail=capture.tail
             )
+        elif capture is not None:
+            recorded = Response(response.status_code, _headers(response.headers), body=decode_body(capture.body()))
         else:
             content = b"" if response.stream else (response.get_content(strict=False) or b"")
             recorded = Response(response.status_code, _headers(response.headers), body=decode_body(content))
@@ -183,33 +218,48 @@ class Recorder:
         message = flow.error.msg if flow.error else "unknown error"
         capture = self._captures.pop(flow.id, None)
         recorded = None
-        if flow.response is not None and capture is not None:
+        if flow.response is not None and isinstance(capture, _StreamCapture):
             tail = capture.close()  # the stream broke off: keep what arrived
             recorded = Response(
                 flow.response.status_code, _headers(flow.response.headers), events=tuple(capture.events), tail=tail
             )
+        elif flow.response is not None and isinstance(capture, _BodyCapture):
+            body = decode_body(capture.body())
+            recorded = Response(flow.response.status_code, _headers(flow.response.headers), body=body)
         upstream = f"{flow.request.scheme}://{flow.request.host}:{flow.request.port}"
         self._record(flow, recorded, f"{message} (upstream {upstream})")
 
     def done(self) -> None:
-        self.drain()
-        self._executor.shutdown(wait=True)
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        grace = self._verdicts_timeout() + _EXIT_GRACE_S
+        left = self.drain(timeout=grace)
+        if left:
+            logger.error(f"recorder: {left} exchanges were still being judged {grace:g} s after exit; not recorded")
+        self._executor.shutdown()
+        self._stop_pool(kill=bool(left))
         if self._har_path is not None and self._har:
-            write_har(self._har_path, self._har)
+            write_har(self._har_path, list(self._har))
             logger.info(f"recorder: HAR written to {self._har_path} ({len(self._har)} entries)")
-        if self._writer is not None:
-            self._writer.close()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
 
     # --- helpers ------------------------------------------------------------------------------------
 
-    def drain(self) -> None:
-        """Wait until every completed exchange is written (tests call it before reading the cassette)."""
+    def drain(self, timeout: float | None = None) -> int:
+        """Wait until every completed exchange is written (tests call it before reading the cassette), or at
+        most `timeout` seconds; returns how many are still pending."""
         pending, self._pending = self._pending, []
-        for future in pending:
-            future.result()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for n, future in enumerate(pending):
+            try:
+                future.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                self._pending = pending[n:] + self._pending
+                return len(pending) - n
+        return 0
+
+    def _verdicts_timeout(self) -> float:
+        return float(getattr(self._opts(), "verdicts_timeout", _VERDICTS_TIMEOUT_S))
 
     def _opts(self) -> Options:
         if self._options is None:
@@ -271,20 +321,39 @@ class Recorder:
     def _start_pool(self) -> None:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            self._pool.submit(warm_up)
+            self._warm = self._pool.submit(warm_up)
+
+    def _stop_pool(self, *, kill: bool) -> None:
+        """Shut the worker process down; `kill` terminates it first (it may be stuck in a verdict)."""
+        pool, self._pool, self._warm = self._pool, None, None
+        if pool is None:
+            return
+        # ProcessPoolExecutor cannot cancel a running job (terminate_workers() arrives in Python 3.14)
+        processes = list((getattr(pool, "_processes", None) or {}).values()) if kill else []
+        for process in processes:
+            process.terminate()
+        pool.shutdown(wait=not kill, cancel_futures=True)
+        for process in processes:
+            process.join(5)
 
     def _judge(self, exchange: Exchange, redact: tuple[str, ...], validate: bool) -> Entry:
+        timeout = self._verdicts_timeout()
         if self._opts().verdicts_process and not self._pool_failed:
             self._start_pool()
         if self._pool is not None:
             try:
-                return self._pool.submit(judge, exchange, redact, validate).result()
+                if self._warm is not None:  # a fresh worker's start-up is not the verdicts' time
+                    self._warm.result(_WARM_UP_TIMEOUT_S)
+                return self._pool.submit(judge, exchange, redact, validate).result(timeout)
+            except TimeoutError:
+                logger.error(f"recorder: verdicts timed out after {timeout:g} s; starting a new worker process")
+                self._stop_pool(kill=True)
+                return _timed_out(exchange, redact, timeout)
             except Exception as exc:  # a dead worker, an unpicklable value: judge here from now on
                 logger.error(f"recorder: the verdicts worker process failed ({exc!r}); judging in this process")
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+                self._stop_pool(kill=True)
                 self._pool_failed = True
-        return judge(exchange, redact, validate)
+        return _judge_in_thread(exchange, redact, validate, timeout)
 
     def _log_validator_error(self, entry: Entry) -> None:
         error = entry.validator_error
@@ -296,7 +365,91 @@ class Recorder:
                 logger.error(f"recorder: live {error}; recording without them")
             return
         request = entry.exchange.request
-        logger.error(f"recorder: the verdicts crashed on {request.method} {entry.exchange.endpoint}: {error}")
+        what = "timed out" if error.startswith("verdicts timed out") else "crashed"
+        logger.error(f"recorder: the verdicts {what} on {request.method} {entry.exchange.endpoint}: {error}")
+
+
+class _SerialWorker:
+    """Runs submitted calls one at a time, in order, on one daemon thread: a stuck call cannot hold up exit."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[None], Callable[..., None], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> Future[None]:
+        if not self._thread.is_alive() and self._thread.ident is None:
+            self._thread.start()  # on first use: a Recorder that never records starts no thread
+        future: Future[None] = Future()
+        self._jobs.put((future, fn, args))
+        return future
+
+    def shutdown(self) -> None:
+        """Stop after the queued calls, without waiting for them."""
+        if self._thread.ident is not None:
+            self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, fn, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                fn(*args)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+
+
+def _judge_in_thread(exchange: Exchange, redact: tuple[str, ...], validate: bool, timeout: float) -> Entry:
+    """`judge` on a daemon thread, given up after `timeout` seconds (the thread is left to finish on its own)."""
+    result: list[Entry] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(judge(exchange, redact, validate))
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="verdicts", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if failure:
+        raise failure[0]
+    if not result:
+        logger.error(f"recorder: verdicts timed out after {timeout:g} s; their thread is left behind")
+        return _timed_out(exchange, redact, timeout)
+    return result[0]
+
+
+def _timed_out(exchange: Exchange, redact: tuple[str, ...], timeout: float) -> Entry:
+    return Entry(Redactor.with_names(redact).exchange(exchange), (), f"verdicts timed out after {timeout:g} s")
+
+
+class _BodyCapture:
+    """The `flow.response.stream` callable of a stream that is not SSE: returns every chunk unchanged and keeps
+    a copy of the body, decoded at the end like a buffered body."""
+
+    def __init__(self, content_encoding: str) -> None:
+        self._encoding = content_encoding.strip()
+        self._chunks: list[bytes] = []
+
+    def __call__(self, chunk: bytes) -> bytes:
+        self._chunks.append(chunk)
+        return chunk
+
+    def body(self) -> bytes:
+        raw = b"".join(self._chunks)
+        if not self._encoding or not raw:
+            return raw
+        try:
+            decoded = encoding.decode(raw, self._encoding)
+        except ValueError:  # an unknown or broken encoding (or a stream cut short): keep the bytes as received
+            return raw
+        return decoded if isinstance(decoded, bytes) else raw
 
 
 class _StreamCapture:
@@ -354,6 +507,30 @@ def _identity(chunk: bytes) -> bytes:
 def _is_event_stream(response: http.Response) -> bool:
     content_type = str(response.headers.get("content-type", ""))
     return content_type.split(";")[0].strip().lower() == "text/event-stream"
+
+
+def _streams(request: http.Request, response: http.Response) -> bool:
+    """Whether a non-SSE response is (or may be) a stream that mitmproxy must not hold until its end: the request
+    asked for `stream: true`, the body is NDJSON (Ollama's native API), or its length is not known up front."""
+    if request.method == "HEAD" or response.status_code < 200 or response.status_code in _NO_BODY_STATUS:
+        return False
+    content_type = str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
+    if content_type in ("application/x-ndjson", "application/ndjson", "application/jsonl"):
+        return True
+    if "content-length" not in response.headers:
+        return True
+    return _asked_stream(request)
+
+
+def _asked_stream(request: http.Request) -> bool:
+    content = request.get_content(strict=False) or b""
+    if b'"stream"' not in content:  # cheap test first: most request bodies are never parsed here
+        return False
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("stream") is True
 
 
 def _headers(headers: http.Headers) -> dict[str, str]:

@@ -21,6 +21,11 @@ _SECRET_PARTS = ("key", "secret", "organization", "password", "credential")
 _MIN_SCRUB = 6
 """Secret values shorter than this are not searched for in other text (too many false hits)."""
 _SCHEME = re.compile(r"^(bearer|basic|token)\s+", re.IGNORECASE)
+_MEASURE_PREFIXES = ("time_to_", "t_", "n_", "num_")
+_MEASURE_SUFFIXES = ("_ms", "_us", "_ns", "_sec", "_seconds", "_count", "_id", "_ids", "_index")
+"""A `token` name with one of these (in snake_case) is a timing, count or index, e.g. llama-server's
+`predicted_per_token_ms` or LM Studio's `time_to_first_token`: not a secret."""
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
 @dataclass(frozen=True)
@@ -29,11 +34,13 @@ class Redactor:
 
     A name is secret when it is one of `DEFAULT_NAMES` or `extra` (exact, case-insensitive), or when
     it contains `key`, `secret`, `organization`, `password` or `credential`, or when it contains
-    `token` but not `tokens`: `max_tokens`, `prompt_tokens` and `*_tokens_details` are usage counts,
-    not secrets. Request bodies and plain response bodies have their secret JSON fields redacted when
-    the value is a scalar (a tool schema property named `api_key` stays a schema); the `token` of a
-    logprobs entry is generated text and is kept. Then every secret value taken out of the request
-    is also replaced wherever else it appears: a server that echoes a key in an error message, say.
+    `token` but not `tokens` (`max_tokens`, `prompt_tokens` and `*_tokens_details` are usage counts), unless
+    it names a timing, count or index: `*per_token*`, or in snake_case a name starting with `time_to_`, `t_`,
+    `n_` or `num_`, or ending in `_ms`, `_us`, `_ns`, `_sec`, `_seconds`, `_count`, `_id`, `_ids` or `_index`
+    (`predicted_per_token_ms`, `time_to_first_token`). Request bodies and plain response bodies have their
+    secret JSON fields redacted when the value is a scalar (a tool schema property named `api_key` stays a
+    schema); the `token` of a logprobs entry is generated text and is kept. Then every secret value taken out
+    of the request is also replaced wherever else it appears: a server that echoes a key in an error message.
     """
 
     extra: frozenset[str] = field(default_factory=frozenset)
@@ -48,7 +55,7 @@ class Redactor:
             return True
         if any(part in n for part in _SECRET_PARTS):
             return True
-        return "token" in n and "tokens" not in n
+        return "token" in n and "tokens" not in n and not _measure(name)
 
     def exchange(self, exchange: Exchange) -> Exchange:
         """The exchange with every secret replaced (pure: the argument is left as it was)."""
@@ -124,6 +131,12 @@ class Redactor:
         if isinstance(value, list):
             return [self._json(item, secrets) for item in value]
         return value
+
+
+def _measure(name: str) -> bool:
+    """Whether a name is a timing, count or index (`predicted_per_token_ms`, `timeToFirstTokenSec`)."""
+    snake = _CAMEL.sub("_", name).lower().replace("-", "_")
+    return "per_token" in snake or snake.startswith(_MEASURE_PREFIXES) or snake.endswith(_MEASURE_SUFFIXES)
 
 
 def _scalar(value: Any) -> bool:

@@ -21,6 +21,7 @@ from mitmproxy import exceptions, http
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
+from conformance.exchange import Exchange
 from conformance.findings import Finding
 from proxy.cassette import read_cassette
 from proxy.recorder import Recorder, summary_line
@@ -349,3 +350,216 @@ def test_verdicts_run_in_a_worker_process(tmp_path: Path) -> None:
     line = json.loads(text)
     assert line.get("validator_error") is None
     assert line["findings"], "a stream of one bogus chunk breaks some rule"
+
+
+# --- streams that are not SSE ---------------------------------------------------------------------------------
+
+NDJSON = [
+    b'{"model":"m","message":{"role":"assistant","content":"Hel"},"done":false}\n',
+    b'{"model":"m","message":{"role":"assistant","content":"lo"},"done":false}\n{"model":"m",',
+    b'"message":{"role":"assistant","content":""},"done":true,"eval_count":2}\n',
+]
+
+
+def _response(headers: list[tuple[bytes, bytes]], status: int = 200) -> http.Response:
+    response = tutils.tresp(status_code=status, headers=http.Headers(headers), content=None)
+    response.timestamp_start = time.time()
+    return response
+
+
+def _pass_through(flow: http.HTTPFlow, chunks: list[bytes]) -> None:
+    assert flow.response is not None
+    stream = flow.response.stream
+    assert callable(stream), "the body is streamed through, not buffered"
+    assert [stream(c) for c in chunks] == chunks, "every chunk reaches the client unchanged"
+    assert stream(b"") == b""
+
+
+def test_ndjson_stream_is_streamed_and_recorded_as_its_body(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts
+) -> None:
+    addon, _, cassette = recorder
+    flow = _chat_flow({"model": "m", "messages": []})  # Ollama streams /api/chat unless told `stream: false`
+    flow.request.path = "/api/chat"
+    flow.response = _response([(b"content-type", b"application/x-ndjson"), (b"content-length", b"999")])
+    addon.responseheaders(flow)
+    _pass_through(flow, NDJSON)
+    addon.response(flow)
+    addon.drain()
+    line = json.loads(cassette.read_text())
+    assert line["response"]["body"] == b"".join(NDJSON).decode()
+    assert "events" not in line["response"]
+    (seen,) = fake_verdicts.seen
+    assert seen.response is not None
+    assert not seen.response.is_stream
+    assert seen.response.body == b"".join(NDJSON).decode()
+
+
+def test_sse_with_a_wrong_content_type_is_streamed_and_judged_as_received(
+    recorder: tuple[Recorder, taddons.context, Path],
+) -> None:
+    """The real verdicts, in this process: the body arrives as text, so `stream-is-sse` catches the header."""
+    addon, _, cassette = recorder
+    flow = _chat_flow()  # stream: true
+    flow.response = _response([(b"content-type", b"application/json"), (b"content-length", b"999")])
+    addon.responseheaders(flow)
+    _pass_through(flow, CHUNKS)
+    addon.response(flow)
+    addon.drain()
+    line = json.loads(cassette.read_text())
+    assert line["response"]["body"] == b"".join(CHUNKS).decode()
+    assert line.get("validator_error") is None
+    assert "stream-is-sse" in {f["check"] for f in line["findings"]}
+
+
+def test_chunked_compressed_json_is_streamed_and_decoded(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts
+) -> None:
+    addon, _, cassette = recorder
+    flow = _chat_flow({"model": "m", "stream": False})
+    flow.response = _response(
+        [(b"content-type", b"application/json"), (b"content-encoding", b"gzip"), (b"transfer-encoding", b"chunked")]
+    )
+    addon.responseheaders(flow)
+    body = {"id": "c1", "object": "chat.completion", "choices": []}
+    compressed = gzip.compress(json.dumps(body).encode())
+    _pass_through(flow, [compressed[:10], compressed[10:]])
+    addon.response(flow)
+    addon.drain()
+    assert json.loads(cassette.read_text())["response"]["body"] == body
+
+
+def test_stream_flag_alone_streams_a_body_with_a_length(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts
+) -> None:
+    addon, _, _ = recorder
+    asked = _chat_flow()
+    asked.response = _response([(b"content-type", b"application/json"), (b"content-length", b"2")])
+    addon.responseheaders(asked)
+    assert callable(asked.response.stream)
+    not_asked = _chat_flow({"model": "m", "stream": False})
+    not_asked.response = _response([(b"content-type", b"application/json"), (b"content-length", b"2")])
+    addon.responseheaders(not_asked)
+    assert not not_asked.response.stream, "a plain body of known length is left to mitmproxy's buffering"
+
+
+@pytest.mark.parametrize(("method", "status"), [("HEAD", 200), ("GET", 204), ("GET", 304)])
+def test_bodiless_responses_are_not_streamed(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts, method: str, status: int
+) -> None:
+    addon, _, _ = recorder
+    flow = _chat_flow()
+    flow.request.method = method
+    flow.response = _response([], status)
+    addon.responseheaders(flow)
+    assert not flow.response.stream
+
+
+def test_broken_off_ndjson_stream_keeps_what_arrived(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts
+) -> None:
+    addon, _, cassette = recorder
+    flow = _chat_flow()
+    flow.response = _response([(b"content-type", b"application/x-ndjson")])
+    addon.responseheaders(flow)
+    stream = flow.response.stream
+    assert callable(stream)
+    stream(NDJSON[0])
+    flow.error = tflow.terr("server closed connection")
+    addon.error(flow)
+    addon.drain()
+    line = json.loads(cassette.read_text())
+    assert line["response"]["body"] == {"model": "m", "message": {"role": "assistant", "content": "Hel"}, "done": False}
+    assert "server closed connection" in line["error"]
+
+
+# --- verdicts that hang ---------------------------------------------------------------------------------------
+
+
+def test_verdicts_that_hang_in_the_worker_time_out_and_the_worker_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.proxy import hang
+
+    monkeypatch.setattr("proxy.recorder.judge", hang.judge)
+    addon = Recorder()
+    cassette = tmp_path / "c.jsonl"
+    with taddons.context(addon) as tctx:
+        tctx.configure(addon, cassette=str(cassette), verdicts_timeout=1)
+        for body in ({"n": 1}, {"hang": True}, {"n": 3}):
+            flow = _chat_flow(body)
+            flow.response = tutils.tresp(content=b"{}")
+            addon.response(flow)
+        started = time.monotonic()
+        assert addon.drain() == 0
+        assert time.monotonic() - started < 30
+        addon.done()
+    first, hung, third = (json.loads(line) for line in cassette.read_text().splitlines())
+    assert hung["validator_error"] == "verdicts timed out after 1 s"
+    assert hung["findings"] == []
+    assert TOKEN not in json.dumps(hung), "a timed-out exchange is still redacted"
+    assert hung["request"]["headers"]["authorization"] == "[REDACTED]"
+    assert third.get("validator_error") is None
+    old_pid, new_pid = int(first["findings"][0]["message"]), int(third["findings"][0]["message"])
+    assert new_pid != old_pid, "the exchange after the timeout is judged by a fresh worker"
+    with pytest.raises(ProcessLookupError):
+        os.kill(old_pid, 0)  # the stuck worker was ended, not left running
+
+
+def test_verdicts_that_hang_in_a_thread_time_out(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    addon, tctx, cassette = recorder
+    tctx.configure(addon, verdicts_timeout=1)
+    release = threading.Event()
+
+    def slow(exchange: object) -> list[Finding]:
+        if isinstance(exchange, Exchange) and exchange.request.json.get("hang"):
+            release.wait(30)
+        return [Finding("a/b", "c", "judged")]
+
+    fake_verdicts.result = slow
+    try:
+        for body in ({"hang": True}, {"n": 2}):
+            flow = _chat_flow(body)
+            flow.response = tutils.tresp(content=b"{}")
+            addon.response(flow)
+        with caplog.at_level("ERROR", logger="proxy.recorder"):
+            addon.drain()
+    finally:
+        release.set()
+    hung, after = (json.loads(line) for line in cassette.read_text().splitlines())
+    assert hung["validator_error"] == "verdicts timed out after 1 s"
+    assert after["findings"][0]["message"] == "judged"
+    assert any("verdicts timed out on POST /v1/chat/completions" in r.getMessage() for r in caplog.records)
+
+
+def test_exit_waits_a_bounded_time_for_a_stuck_writer(
+    tmp_path: Path, fake_verdicts: FakeVerdicts, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    monkeypatch.setattr("proxy.recorder._EXIT_GRACE_S", 0.2)
+    release = threading.Event()
+    addon = Recorder(on_entry=lambda entry: release.wait(30) and None)
+    try:
+        with taddons.context(addon) as tctx:
+            tctx.configure(addon, verdicts_process=False, verdicts_timeout=1)
+            flow = _chat_flow()
+            flow.response = tutils.tresp(content=b"{}")
+            addon.response(flow)
+            started = time.monotonic()
+            with caplog.at_level("ERROR", logger="proxy.recorder"):
+                addon.done()
+            assert time.monotonic() - started < 5
+    finally:
+        release.set()
+    assert any("1 exchanges were still being judged" in r.getMessage() for r in caplog.records)
+
+
+def test_verdicts_timeout_must_be_positive() -> None:
+    addon = Recorder()
+    with taddons.context(addon) as tctx, pytest.raises(exceptions.OptionsError, match="verdicts_timeout"):
+        tctx.configure(addon, verdicts_timeout=0)

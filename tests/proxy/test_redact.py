@@ -29,6 +29,15 @@ from proxy.redact import REDACTED, Redactor
         "refresh-token",
         "password",
         "apiKey",
+        "api_key",
+        "refresh_token",
+        "id_token",
+        "session_token",
+        "x-session-token",
+        "csrf_token",
+        "hf_token",
+        "accessToken",
+        "token_secret",
     ],
 )
 def test_secret_names(name: str) -> None:
@@ -53,6 +62,18 @@ def test_secret_names(name: str) -> None:
         "messages",
         "keep-alive",
         "x-request-id",
+        "prompt_per_token_ms",
+        "predicted_per_token_ms",
+        "time_to_first_token",
+        "timeToFirstTokenSec",
+        "time-to-first-token",
+        "t_token_generation",
+        "n_token_types",
+        "first_token_ms",
+        "token_count",
+        "token_id",
+        "prompt_token_ids",
+        "token_index",
     ],
 )
 def test_not_secret_names(name: str) -> None:
@@ -157,3 +178,18 @@ def test_short_values_are_not_scrubbed_from_other_text() -> None:
     assert redacted.request.headers["x-api-key"] == REDACTED
     assert redacted.response is not None
     assert redacted.response.body == {"data": [{"id": "abc-model"}]}
+
+
+def test_server_timings_are_kept_and_secrets_beside_them_are_not() -> None:
+    """llama-server's `timings` and LM Studio's `stats` are numbers about tokens, not tokens."""
+    body: dict[str, Any] = {
+        "timings": {"prompt_n": 4, "prompt_ms": 12.5, "prompt_per_token_ms": 3.1, "predicted_per_token_ms": 8.25},
+        "stats": {"tokens_per_second": 40.2, "time_to_first_token": 0.042, "generation_time": 0.2},
+        "access_token": "at-1234567",
+        "token": "tk-1234567",
+    }
+    out = Redactor().json(body)
+    assert out["timings"] == body["timings"]
+    assert out["stats"] == body["stats"]
+    assert out["access_token"] == REDACTED
+    assert out["token"] == REDACTED
