@@ -214,6 +214,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved pairs against the reference server")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--synthetic-rounds", type=int, default=10)
+    parser.add_argument(
+        "--server-threads",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) - 1),
+        help="llama.cpp threads of the reference server (default: all cores but one, left to the proxy)",
+    )
     parser.add_argument("--skip-model", action="store_true", help="only the synthetic upstream")
     args = parser.parse_args()
     warnings.simplefilter("ignore", DeprecationWarning)  # mitmproxy's dependencies warn on import
@@ -228,7 +234,14 @@ def main() -> int:
         if not args.skip_model:
             from reference_server.embedded import serve_in_thread
 
-            with serve_in_thread() as upstream, recording_proxy(upstream, folder, "reference") as proxied:
+            # llama.cpp's threads spin at barriers: a server using every core is slowed by the proxy's own work
+            # on a 2-core machine, and that contention, not the proxy's latency, would be measured.
+            threads = args.server_threads
+            print(f"\nreference server with {threads} llama.cpp thread(s), proxy and client on the other core(s)")
+            with (
+                serve_in_thread(threads=threads) as upstream,
+                recording_proxy(upstream, folder, "reference") as proxied,
+            ):
                 model = httpx.get(upstream + "/v1/models").json()["data"][0]["id"]
                 body = {
                     "model": model,

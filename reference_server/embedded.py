@@ -19,7 +19,7 @@ from reference_server.model import LlamaSettings, check_gguf, default_model_path
 
 __all__ = ["bind", "engine_for", "run_app", "serve_in_thread"]
 
-_engines: dict[tuple[Path, int], Engine] = {}
+_engines: dict[tuple[Path, int, int], Engine] = {}
 # All cores, as `conformance serve`: the in-process client mostly waits on the socket. Measured on 2 cores,
 # the whole catalog ran in 40 s with 2 threads against 54 s with 1. (On a machine already oversubscribed,
 # llama.cpp's threads spin at barriers and slow down badly: run one model job at a time.)
@@ -28,13 +28,14 @@ _engines_lock = threading.Lock()
 STARTUP_TIMEOUT_S = 30.0
 
 
-def engine_for(model_path: str | None = None, *, ctx: int = 2048) -> Engine:
-    """The process-wide engine for this model and context size, loaded on first use."""
+def engine_for(model_path: str | None = None, *, ctx: int = 2048, threads: int | None = None) -> Engine:
+    """The process-wide engine for this model, context size and thread count, loaded on first use."""
     path = check_gguf(model_path) if model_path else default_model_path()
+    key = (path, ctx, threads or EMBEDDED_THREADS)
     with _engines_lock:
-        engine = _engines.get((path, ctx))
+        engine = _engines.get(key)
         if engine is None:
-            engine = _engines[(path, ctx)] = Engine(path, LlamaSettings(n_ctx=ctx, n_threads=EMBEDDED_THREADS))
+            engine = _engines[key] = Engine(path, LlamaSettings(n_ctx=ctx, n_threads=key[2]))
         return engine
 
 
@@ -90,7 +91,9 @@ def serve_in_thread(
     api_key: str | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
+    threads: int | None = None,
 ) -> Iterator[str]:
     """The reference server on a free port in this process: yields e.g. "http://127.0.0.1:54321"."""
-    with run_app(create_app(engine_for(model_path, ctx=ctx), api_key=api_key), host=host, port=port) as url:
+    engine = engine_for(model_path, ctx=ctx, threads=threads)
+    with run_app(create_app(engine, api_key=api_key), host=host, port=port) as url:
         yield url
