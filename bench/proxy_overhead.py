@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -32,9 +31,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # after the path line above, so the bench runs from anywhere
-import uvicorn
 
 from conformance.sse import SSEParser
+from reference_server.embedded import run_app
 
 TTFB_TARGET_MS = 5.0
 EVENT_TARGET_MS = 1.0
@@ -156,21 +155,6 @@ def _paced_app(events: int, interval_s: float) -> Any:
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
-@contextmanager
 def recording_proxy(upstream: str, folder: Path, name: str, *, script: bool = True) -> Iterator[str]:
     """The proxy in its own process, as users run it: `conformance record` (or bare mitmdump for a baseline)."""
     with socket.socket() as s:
@@ -225,7 +209,7 @@ def main() -> int:
     warnings.simplefilter("ignore", DeprecationWarning)  # mitmproxy's dependencies warn on import
     folder = Path(tempfile.mkdtemp(prefix="proxy-bench-"))
     with httpx.Client(timeout=300) as client:
-        with serve(_paced_app(64, 0.01)) as upstream, recording_proxy(upstream, folder, "synthetic") as proxied:
+        with run_app(_paced_app(64, 0.01)) as upstream, recording_proxy(upstream, folder, "synthetic") as proxied:
             body = {"model": "synthetic", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
             report(
                 "synthetic upstream (64 events, 10 ms apart)",

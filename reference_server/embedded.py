@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from reference_server.app import create_app
 from reference_server.engine import Engine
@@ -58,13 +58,13 @@ def base_url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def server_config(app: FastAPI) -> uvicorn.Config:
+def server_config(app: ASGIApp) -> uvicorn.Config:
     return uvicorn.Config(app, lifespan="off", ws="none", log_level="warning", access_log=False)
 
 
 @contextmanager
-def run_app(app: FastAPI, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve an app with uvicorn in a daemon thread; yields its base URL, stops it on exit."""
+def run_app(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a daemon thread; yields its base URL, stops it on exit."""
     sock = bind(host, port)
     server = uvicorn.Server(server_config(app))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)

@@ -5,27 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import threading
-import time
 import types
-import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
-import uvicorn
-
-with warnings.catch_warnings():
-    # mitmproxy's imports warn from modules pyproject's filter for mitmproxy.* does not cover: pyparsing 3.3
-    # (`parseAll` deprecated, in flowfilter) and pyasn1 (`tagMap`, via ldap3 in proxyauth). Imported once here.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import mitmproxy.addons
-    import mitmproxy.test.taddons
-    import mitmproxy.tools.dump  # noqa: F401  # see the comment above
 
 from conformance.exchange import Exchange
 from conformance.findings import Finding
+from reference_server.embedded import run_app
 
 Validator = Callable[[Exchange], list[Finding]]
 
@@ -97,24 +86,9 @@ async def fake_upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> N
     await send({"type": "http.response.body", "body": payload})
 
 
-@contextmanager
-def serve_app(app: Any) -> Iterator[str]:
+def serve_app(app: Any) -> AbstractContextManager[str]:
     """Uvicorn on a free port in a thread; yields the root URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    return run_app(app)
 
 
 @pytest.fixture(scope="session")
