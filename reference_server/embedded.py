@@ -58,8 +58,20 @@ def base_url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+SERVER_HEADER = "llm-conformance-reference"
+
+
 def server_config(app: ASGIApp) -> uvicorn.Config:
-    return uvicorn.Config(app, lifespan="off", ws="none", log_level="warning", access_log=False)
+    """Uvicorn settings of the reference server; it names itself in `Server` so reports can tell."""
+    return uvicorn.Config(
+        app,
+        lifespan="off",
+        ws="none",
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        headers=[("server", SERVER_HEADER)],
+    )
 
 
 @contextmanager

@@ -40,7 +40,7 @@ def _lines(report: RunReport) -> Iterator[str]:
     yield "| item | version | status | title |"
     yield "| --- | --- | --- | --- |"
     for item in report.items:
-        yield f"| `{_code(item.id)}` | {_cell(item.version)} | {item.status} | {_cell(item.title)} |"
+        yield f"| `{_code(item.id)}` | {_cell(item.version)} | {item.status} | {_title(item.title)} |"
     bad = [(i, c) for i in report.items for c in i.checks if c.status in (Status.FAIL, Status.ERROR)]
     if not bad:
         return
@@ -72,6 +72,11 @@ def _cell(text: str) -> str:
     """Text safe inside a table cell or paragraph: one line, pipes and markup escaped."""
     flat = " ".join(text.split())
     return re.sub(r"([\\`*_{}\[\]<>|#!])", r"\\\1", flat)
+
+
+def _title(text: str) -> str:
+    """A catalog title (our own Markdown, code spans kept) made safe for one table cell."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def _code(text: str) -> str:

@@ -16,7 +16,7 @@ import openai
 import pytest
 
 from reference_server.app import create_app
-from reference_server.embedded import engine_for, run_app, serve_in_thread
+from reference_server.embedded import run_app, serve_in_thread
 from reference_server.engine import Embeddings, Engine, Finished, FinishReason, Generation, GenerationRequest, Piece
 from reference_server.model import ModelInfo
 from reference_server.prompt import ChatTemplate
@@ -88,7 +88,9 @@ def _error(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 def test_v1_models_lists_the_loaded_model(http: httpx.Client, reference_model_id: str) -> None:
-    body = http.get("/v1/models").json()
+    response = http.get("/v1/models")
+    assert response.headers.get_list("server") == ["llm-conformance-reference"]  # reports name the server
+    body = response.json()
     assert body["object"] == "list"
     assert reference_model_id == "smollm2-135m-instruct"
     [model] = body["data"]
@@ -496,7 +498,7 @@ def test_context_length_exceeded_says_how_many_tokens(http: httpx.Client) -> Non
 
 
 def test_api_key_is_required_when_set() -> None:
-    with serve_in_thread(api_key="sekrit") as url, httpx.Client(base_url=url, timeout=60) as client:
+    with serve_in_thread(api_key="sekrit", threads=1) as url, httpx.Client(base_url=url, timeout=60) as client:
         assert _error(client.get("/v1/models"), 401)["code"] == "invalid_api_key"
         assert _error(client.get("/v1/models", headers={"Authorization": "Bearer wrong"}), 401)
         assert client.get("/v1/models", headers={"Authorization": "Bearer sekrit"}).status_code == 200
@@ -561,8 +563,8 @@ def _finished(completion_tokens: int) -> Finished:
     return Finished(FinishReason.STOP, prompt_tokens=5, completion_tokens=completion_tokens, seconds=0.1)
 
 
-def test_an_error_mid_stream_is_an_error_event_then_the_end() -> None:
-    backend = _ScriptedBackend(engine_for(), [Piece("Hel"), Piece("lo")], fail=True)
+def test_an_error_mid_stream_is_an_error_event_then_the_end(reference_engine: Engine) -> None:
+    backend = _ScriptedBackend(reference_engine, [Piece("Hel"), Piece("lo")], fail=True)
     with run_app(create_app(backend)) as url, httpx.Client(base_url=url, timeout=30) as client:
         data = _events(client, "/v1/chat/completions", {"messages": HELLO})
         payloads = [json.loads(item) for item in data]
@@ -579,7 +581,7 @@ def test_an_error_mid_stream_is_an_error_event_then_the_end() -> None:
         assert "secret" not in _error(failed_whole, 500)["message"]
 
 
-def test_reasoning_goes_to_reasoning_content() -> None:
+def test_reasoning_goes_to_reasoning_content(reference_engine: Engine) -> None:
     events: list[Piece | Finished] = [
         Piece("<thi"),
         Piece("nk>Two plus two"),
@@ -587,7 +589,7 @@ def test_reasoning_goes_to_reasoning_content() -> None:
         Piece("4"),
         _finished(6),
     ]
-    backend = _ScriptedBackend(engine_for(), events)
+    backend = _ScriptedBackend(reference_engine, events)
     with run_app(create_app(backend)) as url, httpx.Client(base_url=url, timeout=30) as client:
         message = client.post("/v1/chat/completions", json={"messages": HELLO}).json()["choices"][0]["message"]
         assert message["reasoning_content"] == "Two plus two is four."
@@ -598,8 +600,10 @@ def test_reasoning_goes_to_reasoning_content() -> None:
         assert "".join(d.get("content") or "" for d in deltas) == "4"
 
 
-def test_client_disconnect_stops_generation_and_the_server_keeps_serving(http: httpx.Client) -> None:
-    engine = engine_for()
+def test_client_disconnect_stops_generation_and_the_server_keeps_serving(
+    http: httpx.Client, reference_engine: Engine
+) -> None:
+    engine = reference_engine
     with http.stream(
         "POST", "/v1/chat/completions", json={"messages": HELLO, "max_tokens": 1500, "stream": True, **GREEDY}
     ) as response:
