@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from conformance.catalog.coverage import exercises
 from conformance.check import Item, Kind, Status
 from conformance.exchange import Exchange
 from conformance.findings import Finding
@@ -25,17 +26,16 @@ RECORDED_CHECK = "recorded-traffic"
 def judge(cassette: Cassette, items: Sequence[Item], validate: Validate) -> RunReport:
     """Run `validate` on every recorded exchange, then one ItemResult per catalog item.
 
-    An item whose endpoints the cassette exercised fails with its findings, or passes without any; a CLI
-    item is skipped; any other item is not covered. A finding's `exchange` is its cassette line number.
+    An item fails with its findings; it passes when the cassette holds a request that exercises it (an
+    `include_usage` stream for 0.3.18/stream-include-usage, say) and no rule found anything; a CLI item is
+    skipped; any other item is not covered. A finding's `exchange` is its cassette line number.
     """
     start = datetime.now(UTC)
     findings: dict[str, list[Finding]] = defaultdict(list)
     crashes: dict[str, list[dict[str, object]]] = defaultdict(list)
-    endpoints: Counter[str] = Counter()
     models: set[str] = set()
     for entry in cassette.entries:
         exchange = entry.exchange
-        endpoints[exchange.endpoint] += 1
         if isinstance(exchange.request.json.get("model"), str):
             models.add(exchange.request.json["model"])
         try:
@@ -45,7 +45,8 @@ def judge(cassette: Cassette, items: Sequence[Item], validate: Validate) -> RunR
             crashes[exchange.endpoint].append(
                 {"line": entry.line, "error": f"{type(exc).__name__}: {exc}", "endpoint": exchange.endpoint}
             )
-    results = [_item_result(item, findings.pop(item.id, []), endpoints, models, crashes) for item in items]
+    exchanges = [entry.exchange for entry in cassette.entries]
+    results = [_item_result(item, findings.pop(item.id, []), exchanges, crashes) for item in items]
     for item_id, orphans in sorted(findings.items()):  # findings for items the catalog does not list
         results.append(
             ItemResult(item_id, "", "(not in the catalog)", Kind.API, Status.FAIL, (_failed(RECORDED_CHECK, orphans),))
@@ -67,8 +68,7 @@ def _endpoint(text: str) -> str:
 def _item_result(
     item: Item,
     findings: list[Finding],
-    endpoints: Counter[str],
-    models: set[str],
+    exchanges: Sequence[Exchange],
     crashes: dict[str, list[dict[str, object]]],
 ) -> ItemResult:
     def result(status: Status, checks: Sequence[CheckResult] = (), reason: str = "") -> ItemResult:
@@ -76,13 +76,17 @@ def _item_result(
 
     if item.kind is Kind.CLI:
         return result(Status.SKIP, reason=item.skip_reason or "a CLI feature: no HTTP traffic")
-    seen = {e: endpoints[e] for e in map(_endpoint, item.endpoints) if endpoints[e]}
-    if item.model_families and not any(f.lower() in m.lower() for f in item.model_families for m in models):
-        seen = {}
+    paths = {_endpoint(e) for e in item.endpoints}
+    seen = Counter(
+        e.endpoint
+        for e in exchanges
+        if e.endpoint in paths and exercises(item.id, e.request, model_families=item.model_families)
+    )
     if findings:
         return result(Status.FAIL, (_failed(RECORDED_CHECK, findings),))
     if not seen:
-        reason = "the cassette has no request to " + (", ".join(map(_endpoint, item.endpoints)) or "its endpoints")
+        reason = "the cassette has no request to " + (", ".join(sorted(paths)) or "its endpoints")
+        reason += " that exercises this item"
         if item.model_families:
             reason += f" with a {' or '.join(item.model_families)} model"
         return result(Status.NOT_COVERED, reason=reason)

@@ -69,3 +69,28 @@ def test_findings_outside_the_catalog_and_crashes() -> None:
     assert status["9.9.9/unknown"] == Status.FAIL
     chat = next(i for i in report.items if i.id == "base/chat")
     assert chat.checks[0].evidence[0]["error"] == "RuntimeError: boom"
+
+
+def _chat(line: int, body: dict[str, object]) -> Entry:
+    exchange = Exchange(
+        Request("POST", "http://up/v1/chat/completions", "/v1/chat/completions", {}, body), Response(200, body={})
+    )
+    return Entry(exchange, line=line)
+
+
+def test_an_item_passes_only_when_a_request_exercised_it() -> None:
+    from conformance.catalog import ITEMS as CATALOG
+
+    plain = Cassette(Path("c.jsonl"), (_chat(1, {"model": "m", "messages": []}),))
+    status = {i.id: (i.status, i.reason) for i in judge(plain, CATALOG, lambda exchange: []).items}
+    assert status["base/chat-completions"][0] is Status.PASS
+    untried = ("0.3.9/ttl", "0.3.18/stream-include-usage", "0.3.6/tool-calling", "0.3.18/mistral-v13-tool-calling")
+    for item_id in untried:
+        assert status[item_id][0] is Status.NOT_COVERED, item_id
+        assert "exercises this item" in status[item_id][1]
+
+    tried = Cassette(Path("c.jsonl"), (_chat(1, {"model": "mistral-7b", "ttl": 60, "tools": [{"type": "function"}]}),))
+    status = {i.id: (i.status, i.reason) for i in judge(tried, CATALOG, lambda exchange: []).items}
+    for item_id in ("0.3.9/ttl", "0.3.6/tool-calling", "0.3.18/mistral-v13-tool-calling"):
+        assert status[item_id][0] is Status.PASS, item_id
+    assert status["0.3.18/stream-include-usage"][0] is Status.NOT_COVERED
