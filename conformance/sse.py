@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import codecs
+import re
 
 from conformance.exchange import SSEEvent
 
 __all__ = ["SSEParser", "field_lines", "parse_sse"]
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 class SSEParser:
@@ -44,24 +47,13 @@ class SSEParser:
         events: list[SSEEvent] = []
         data = self._buffer + text
         start = 0
-        n = len(data)
-        i = 0
-        while i < n:
-            ch = data[i]
-            if ch == "\r" or ch == "\n":
-                line = data[start:i]
-                if ch == "\r":
-                    if i + 1 < n and data[i + 1] == "\n":
-                        i += 1
-                    elif i + 1 == n:
-                        self._pending_cr = True
-                i += 1
-                start = i
-                event = self._line(line, t_ms)
-                if event is not None:
-                    events.append(event)
-                continue
-            i += 1
+        for match in _LINE_END.finditer(data):
+            if match.group() == "\r" and match.end() == len(data):
+                self._pending_cr = True  # its LF, if any, starts the next chunk
+            event = self._line(data[start : match.start()], t_ms)
+            if event is not None:
+                events.append(event)
+            start = match.end()
         self._buffer = data[start:]
         return events
 
