@@ -12,6 +12,7 @@ from conformance.findings import Finding
 
 __all__ = [
     "Check",
+    "Exercised",
     "Item",
     "Kind",
     "Plan",
@@ -67,6 +68,11 @@ earlier answers (a stored response id, say). It does no I/O itself."""
 Verdict = Callable[[Sequence[Exchange]], Iterable[Finding]]
 """Pure function over the exchanges a plan produced: no I/O, usable on proxy recordings."""
 
+Exercised = Callable[[Sequence[Exchange]], str | None]
+"""Pure function over a check's exchanges: None when they show the feature the check is about (a tool call
+for a `$defs` check, two calls for a parallel one), else why not ("no tool call was returned"). A check
+whose exchanges did not exercise its feature is `skip` "not exercised: <why>", never `pass`."""
+
 
 def send_all(*specs: Callable[[Target], RequestSpec] | RequestSpec) -> Plan:
     """A plan that sends fixed requests in order (each may be a function of the target)."""
@@ -88,6 +94,8 @@ class Check:
     verdict: Verdict
     shape: Callable[[Sequence[Exchange]], Any] | None = None
     """Normalised fingerprint of what was seen (no ids, times or text); None for the default."""
+    exercised: Exercised | None = None
+    """What the exchanges must show for the check's feature to count as tried; None: any answer does."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,10 @@ class Item:
     """Why the item is never run (CLI features); it reports `skip` with this reason."""
     model_families: tuple[str, ...] = ()
     """For model-specific items: run only when the target's model id contains one of these."""
+    extension: str | None = None
+    """The API surface the item belongs to when not every OpenAI-compatible server has it: `lmstudio`
+    (LM Studio's own routes and fields), `anthropic`, `responses`. A server that does not implement it
+    gets `skip` "not implemented by this server", unless the run expects that surface."""
 
     @property
     def covered(self) -> bool:

@@ -7,7 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ConformanceFailure", "Finding"]
+__all__ = ["ERROR", "WARNING", "ConformanceFailure", "Finding"]
+
+ERROR = "error"
+"""Breaks or misleads a real client, or contradicts the API's documented contract: fails the item."""
+WARNING = "warning"
+"""Deviates from OpenAI's behaviour where the documentation leaves room (seed determinism): never fails."""
 
 _MAX_RAW = 600
 
@@ -32,9 +37,12 @@ class Finding:
     """JSON pointer into the body or the chunk's payload."""
     expected: Any = None
     seen: Any = None
+    severity: str = ERROR
+    """`error` or `warning`."""
 
     def __str__(self) -> str:
-        where = [f"[{self.item}] {self.check}: {self.message}"]
+        label = "" if self.severity == ERROR else f"{self.severity}: "
+        where = [f"[{self.item}] {self.check}: {label}{self.message}"]
         if self.endpoint:
             where.append(
                 f"  endpoint: {self.endpoint}" + ("" if self.exchange is None else f" (request #{self.exchange})")
@@ -63,6 +71,7 @@ class Finding:
             "pointer": self.pointer,
             "expected": self.expected,
             "seen": self.seen,
+            "severity": self.severity,
         }
 
 
