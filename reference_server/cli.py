@@ -9,8 +9,10 @@ import uvicorn
 
 from conformance.errors import UsageError
 from reference_server.app import create_app
+from reference_server.auth import load_api_keys
 from reference_server.embedded import base_url, bind, server_config
 from reference_server.engine import Engine
+from reference_server.limits import Limits
 from reference_server.model import LlamaSettings, check_gguf, default_model_path
 
 __all__ = ["serve"]
@@ -24,6 +26,11 @@ def serve(args: argparse.Namespace) -> int:
     if args.ctx < MIN_CTX:
         raise UsageError(f"--ctx {args.ctx} is too small; use at least {MIN_CTX} tokens")
     try:
+        api_keys = load_api_keys(args.api_key or (), args.api_key_file)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    limits = _limits(args)
+    try:
         sock = bind(args.host, args.port)
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from exc
@@ -34,8 +41,23 @@ def serve(args: argparse.Namespace) -> int:
         sock.close()
         raise UsageError(f"llama.cpp could not load {str(path)!r}: {exc}") from exc
     url = base_url(sock)
-    print(f"Serving {engine.info.id} at {url} (OpenAI base URL {url}/v1); Ctrl+C stops.", flush=True)
-    server = uvicorn.Server(server_config(create_app(engine, api_key=args.api_key)))
+    auth = "; API key required" if api_keys.required else ""
+    print(f"Serving {engine.info.id} at {url} (OpenAI base URL {url}/v1){auth}; Ctrl+C stops.", flush=True)
+    server = uvicorn.Server(server_config(create_app(engine, api_keys=api_keys, limits=limits)))
     server.run(sockets=[sock])
     print("Stopped.", file=sys.stderr)
     return 0
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    """The request limits from --max-body-bytes, --max-messages, --max-output-tokens, --max-embedding-inputs."""
+    defaults = Limits()
+    values = {
+        name: getattr(defaults, name) if getattr(args, name, None) is None else getattr(args, name)
+        for name in vars(defaults)
+    }
+    for name, value in values.items():
+        if value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} must be at least 1, not {value}")
+    return Limits(**values)

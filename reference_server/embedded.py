@@ -14,7 +14,9 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from reference_server.app import create_app
+from reference_server.auth import ApiKeys
 from reference_server.engine import Engine
+from reference_server.limits import Limits
 from reference_server.model import LlamaSettings, check_gguf, default_model_path
 
 __all__ = ["bind", "engine_for", "run_app", "serve_in_thread"]
@@ -104,8 +106,10 @@ def serve_in_thread(
     host: str = "127.0.0.1",
     port: int = 0,
     threads: int | None = None,
+    limits: Limits | None = None,
 ) -> Iterator[str]:
     """The reference server on a free port in this process: yields e.g. "http://127.0.0.1:54321"."""
     engine = engine_for(model_path, ctx=ctx, threads=threads)
-    with run_app(create_app(engine, api_key=api_key), host=host, port=port) as url:
+    keys = ApiKeys(() if api_key is None else (api_key,))
+    with run_app(create_app(engine, api_keys=keys, limits=limits), host=host, port=port) as url:
         yield url

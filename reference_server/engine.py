@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
@@ -211,7 +211,14 @@ class Engine:
         return tokens
 
     def generate(self, request: GenerationRequest) -> Generation:
-        """Queue a generation; iterate the result for its events, cancel() it to stop between tokens."""
+        """Queue a generation; iterate the result for its events, cancel() it to stop between tokens.
+
+        An empty prompt starts from the BOS token (llama.cpp has no logits to sample from without a token).
+        """
+        if not request.prompt_tokens:
+            if self._bos < 0:
+                raise ValueError("this model has no BOS token to start an empty prompt from")
+            request = replace(request, prompt_tokens=(self._bos,))
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[object] = asyncio.Queue()
         job = _Job(work=lambda job: self._generate(job, request), emit=_emitter(loop, events))
@@ -241,7 +248,9 @@ class Engine:
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
             try:
-                if not job.cancelled:  # its client left while it waited: nobody to answer
+                if job.cancelled:  # its client left while it waited: end its events without doing the work
+                    job.emit(Finished(FinishReason.CANCELLED, prompt_tokens=0, completion_tokens=0, seconds=0.0))
+                else:
                     job.work(job)
             except Exception as exc:  # handed to the request that asked; the worker keeps serving
                 job.emit(exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import struct
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -170,10 +171,38 @@ def parse_request[T: BaseModel](model: type[T], body: bytes) -> T:
         raise ApiError.bad_request("the request body nests JSON too deeply") from exc
     if not isinstance(data, dict):
         raise ApiError.bad_request("the request body must be a JSON object")
+    if _SURROGATE_ESCAPE.search(body) and (where := _lone_surrogate(data)) is not None:
+        raise ApiError.bad_request(
+            f"{where or 'a key'} contains a lone UTF-16 surrogate escape (\\ud800-\\udfff without its pair), "
+            "which is not a Unicode character; send the text as valid UTF-8 or escape it as a surrogate pair",
+            param=where or None,
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise validation_error(exc.errors()) from exc
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # only an escape can put a surrogate in parsed JSON
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(data: Any) -> str | None:
+    """The dotted path of the first string (or key, then "") holding a lone surrogate; None if there is none."""
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                return path
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if _SURROGATE.search(key):
+                    return ""
+                stack.append((item, f"{path}.{key}" if path else key))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}.{index}") for index, item in enumerate(value))
+    return None
 
 
 def validation_error(errors: Sequence[Any]) -> ApiError:
