@@ -31,6 +31,7 @@ from reference_server.engine import Backend, Finished, GenerationRequest, Piece
 from reference_server.errors import ApiError, error_body
 from reference_server.limits import Limits
 from reference_server.openai_api import (
+    DEFAULT_COMPLETION_TOKENS,
     ChatChunks,
     ChatCompletionRequest,
     CompletionChunks,
@@ -159,7 +160,12 @@ def create_app(backend: Backend, *, api_keys: ApiKeys | None = None, limits: Lim
         model = resolve_model(backend, body.model)
         if body.n not in (None, 1):
             raise ApiError.bad_request("only n=1 is supported", param="n")
-        max_tokens = limits_of(request).output_tokens(body.max_tokens)
+        limits = limits_of(request)
+        max_tokens = (
+            min(DEFAULT_COMPLETION_TOKENS, limits.max_output_tokens)
+            if body.max_tokens is None
+            else limits.output_tokens(body.max_tokens)
+        )
         tokens = await run_in_threadpool(backend.tokenize, body.prompt_text)
         check_context(len(tokens), backend.n_ctx, param="prompt")
         generation = backend.generate(

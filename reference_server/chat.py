@@ -157,8 +157,9 @@ def _grammar(request: ChatCompletionRequest, plan: ToolPlan) -> tuple[str | None
         try:
             for index, tool in enumerate(plan.tools):
                 if tool.parameters is not None:
-                    try:
+                    try:  # each tool alone first, so an error names the tool it is in
                         check_schema(tool.parameters)
+                        gbnf_for_schema(response_format_schema(tool.parameters))
                     except SchemaError as exc:
                         raise SchemaError(f"tools[{index}].function.parameters: {exc}") from exc
             return gbnf_for_schema(tool_output_schema(plan)), "tools"

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -19,7 +22,7 @@ from reference_server.engine import Engine
 from reference_server.limits import Limits
 from reference_server.model import LlamaSettings, check_gguf, default_model_path
 
-__all__ = ["bind", "engine_for", "run_app", "serve_in_thread"]
+__all__ = ["ServerProcess", "bind", "engine_for", "run_app", "serve_in_thread", "serve_subprocess"]
 
 _engines: dict[tuple[Path, int, int], Engine] = {}
 # All cores, as `conformance serve`: the in-process client mostly waits on the socket. Measured on 2 cores,
@@ -113,3 +116,43 @@ def serve_in_thread(
     keys = ApiKeys(() if api_key is None else (api_key,))
     with run_app(create_app(engine, api_keys=keys, limits=limits), host=host, port=port) as url:
         yield url
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    """`conformance serve` running in a child process (a crash there ends it, not the caller)."""
+
+    process: subprocess.Popen[str]
+    url: str
+    log: Path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def why_dead(self) -> str:
+        return f"the server exited with {self.process.poll()}; its log ends:\n{self.log.read_text()[-2000:]}"
+
+
+@contextmanager
+def serve_subprocess(log: Path, *flags: str) -> Iterator[ServerProcess]:
+    """`conformance serve --port 0 FLAGS...` in a child process writing stderr to log; stopped on exit."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    env.pop("CONFORMANCE_API_KEY", None)
+    command = [sys.executable, "-m", "conformance", "serve", "--port", "0", *flags]
+    with log.open("w") as stderr:
+        process = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    assert process.stdout is not None
+    try:
+        line = process.stdout.readline()  # "Serving <model> at http://127.0.0.1:PORT (...)"; "" if it died
+        if " at http" not in line:
+            raise RuntimeError(f"the server did not start: {line!r}\n{log.read_text()[-2000:]}")
+        yield ServerProcess(process, line.split(" at ", 1)[1].split()[0], log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        process.stdout.close()

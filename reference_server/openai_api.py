@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from reference_server.errors import ApiError
 
 __all__ = [
+    "DEFAULT_COMPLETION_TOKENS",
     "ChatChunks",
     "ChatCompletionRequest",
     "CompletionChunks",
@@ -134,9 +135,13 @@ class ChatCompletionRequest(_SamplingFields):
     response_format: ResponseFormat | None = None
 
 
+DEFAULT_COMPLETION_TOKENS = 16
+
+
 class CompletionRequest(_SamplingFields):
     prompt: str | list[str]
-    max_tokens: int | None = Field(default=16, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    """None: DEFAULT_COMPLETION_TOKENS (OpenAI's default for legacy completions), capped by the server's limit."""
 
     @property
     def prompt_text(self) -> str:
