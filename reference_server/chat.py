@@ -198,11 +198,13 @@ def check_context(tokens: int, n_ctx: int, *, param: str) -> None:
         raise ApiError.context_length_exceeded(tokens, n_ctx, param=param)
 
 
-def plan_chat(request: ChatCompletionRequest, backend: Backend, limits: Limits) -> ChatPlan:
+def plan_chat(request: ChatCompletionRequest, backend: Backend, limits: Limits | None = None) -> ChatPlan:
     """Validate a chat request against the loaded model and build its generation (400/404 on bad input).
 
-    It renders and tokenizes the prompt: run it off the event loop (serving.py does).
+    It renders and tokenizes the prompt: call it off the event loop (`run_in_threadpool`), with the server's
+    limits (`serving.limits_of(request)`; None: the defaults).
     """
+    limits = limits if limits is not None else Limits()
     model = resolve_model(backend, request.model)
     if request.draft_model is not None:
         resolve_model(backend, request.draft_model, param="draft_model")
