@@ -84,7 +84,10 @@ class TokenSampler:
             self._grammar = llama_cpp.llama_sampler_init_grammar(model.vocab, grammar.encode("utf-8"), b"root")
             if not self._grammar:
                 llama_cpp.llama_sampler_free(self._chain)
-                raise GrammarError("llama.cpp could not parse the grammar built from this JSON Schema")
+                raise GrammarError(
+                    "llama.cpp could not parse the grammar built from this JSON Schema (the server log says why; "
+                    "often a bounded repetition inside an optional or repeated group, past llama.cpp's limit)"
+                )
             self._one = _Candidates(1)
             self._end_tokens = np.fromiter(sorted(end_tokens), dtype=np.intc)
             self._shortlist = _Candidates(min(SHORTLIST + len(self._end_tokens), self._n_vocab))

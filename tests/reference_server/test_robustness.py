@@ -130,6 +130,20 @@ def test_schemas_no_grammar_can_serve_are_400_blaming_the_field_they_came_from(
     assert server.alive(), server.why_dead()
 
 
+def test_a_grammar_llama_cpp_refuses_is_400_blaming_the_field_it_came_from(
+    http: httpx.Client, server: ServerProcess
+) -> None:
+    # valid, but llama.cpp counts the rules of the optional group against its repetition limit
+    schema = {"type": "string", "pattern": "^[a-z]{1,9}(x{0,3000})?$"}
+    common = {"messages": HELLO, "max_tokens": MAX_TOKENS}
+    body = {**common, "tools": _tool(schema), "tool_choice": "required"}
+    error = _error(_post(http, server, "/v1/chat/completions", body))
+    assert (error["param"], error["message"][:37]) == ("tools", "llama.cpp could not parse the grammar")
+    error = _error(_post(http, server, "/v1/chat/completions", {**common, "response_format": _schema_format(schema)}))
+    assert (error["param"], error["message"][:37]) == ("response_format", "llama.cpp could not parse the grammar")
+    assert server.alive(), server.why_dead()
+
+
 @pytest.mark.parametrize(
     ("path", "raw", "param"),
     [
