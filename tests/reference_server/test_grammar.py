@@ -9,6 +9,7 @@ from typing import Any
 import llama_cpp
 import pytest
 
+from reference_server.engine import Engine
 from reference_server.grammar import (
     SchemaError,
     _build_repetition,
@@ -20,7 +21,6 @@ from reference_server.grammar import (
     response_format_schema,
     tool_output_schema,
 )
-from reference_server.model import default_model_path
 from reference_server.tools import ToolMode, ToolPlan, ToolSpec
 
 ADDRESS_TOOL = ToolSpec(
@@ -100,13 +100,13 @@ def test_auto_offers_a_reply_instead_of_calls() -> None:
 
 
 @pytest.fixture(scope="module")
-def parses() -> Callable[[str], bool]:
-    """Whether llama.cpp's own parser accepts a grammar (with the model's vocabulary only: no weights loaded)."""
-    llm = llama_cpp.Llama(model_path=str(default_model_path()), vocab_only=True, verbose=False)
+def parses(reference_engine: Engine) -> Callable[[str], bool]:
+    """Whether llama.cpp's own parser accepts a grammar, with the session model's vocabulary."""
+    vocab = reference_engine.llama._model.vocab
 
     def parse(grammar: str) -> bool:
         check_gbnf(grammar)  # what the server does first: never hand llama.cpp a grammar that could crash it
-        sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, grammar.encode(), b"root")
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
         if sampler:
             llama_cpp.llama_sampler_free(sampler)
         return bool(sampler)
