@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -193,7 +194,14 @@ def create_app(backend: Backend, *, api_keys: ApiKeys | None = None, limits: Lim
         texts = body.texts
         limits_of(request).check_embedding_inputs(len(texts))
         await run_in_threadpool(_check_embedding_inputs, backend, texts)
-        result = await backend.embed(texts)
+        work = asyncio.ensure_future(backend.embed(texts))
+        try:
+            result = await unless_disconnected(request, work, work.cancel)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # this request itself is being cancelled, not the work
+                raise
+            raise ApiError(499, "The client closed the request.", code="client_closed_request") from None
         base64 = body.encoding_format == "base64"
         data = [
             {"object": "embedding", "index": index, "embedding": encode_embedding(vector) if base64 else vector}

@@ -86,8 +86,8 @@ async def _events(first: Piece | Finished, generation: Generation) -> AsyncItera
         yield event
 
 
-async def unless_disconnected[T](request: Request, work: Awaitable[T], on_disconnect: Callable[[], None]) -> T:
-    """Await work, calling on_disconnect (e.g. Generation.cancel) if the client hangs up meanwhile.
+async def unless_disconnected[T](request: Request, work: Awaitable[T], on_disconnect: Callable[[], object]) -> T:
+    """Await work, calling on_disconnect (e.g. Generation.cancel, or the work task's cancel) if the client hangs up.
 
     For a request whose body was read: the next ASGI message is then http.disconnect, sent when the client
     goes away (or when the response is complete, by which time this has returned).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -148,15 +149,7 @@ def _finished(log: list[object]) -> Finished | None:
 def test_abandoned_non_streaming_requests_stop_and_free_the_queue(reference_engine: Engine) -> None:
     backend = _Recording(reference_engine)
     with run_app(create_app(backend)) as url, httpx.Client(base_url=url, timeout=DEADLINE_S) as client:
-        parts = urlsplit(url)
-        payload = json.dumps(LONG_BODY).encode()
-        request = (
-            f"POST /v1/chat/completions HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n"
-        ).encode() + payload
-        sockets = [socket.create_connection((parts.hostname, parts.port)) for _ in range(3)]
-        for sock in sockets:
-            sock.sendall(request)
+        sockets = [_raw_post(url, "/v1/chat/completions", LONG_BODY) for _ in range(3)]
         _wait_for(lambda: len(backend.logs) == 3, "three queued generations")
         _wait_for(lambda: any(isinstance(event, Piece) for log in backend.logs for event in log), "a first token")
         for sock in sockets:  # three clients give up: one generating, two waiting in the queue
@@ -173,3 +166,46 @@ def test_abandoned_non_streaming_requests_stop_and_free_the_queue(reference_engi
     assert last is not None
     assert last.reason is FinishReason.LENGTH
     assert last.completion_tokens == 2
+
+
+class _RecordingEmbeddings(_Recording):
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.embeds: list[str] = []
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        self.embeds.append("waiting")
+        try:
+            result = await self.engine.embed(texts)
+        except asyncio.CancelledError:
+            self.embeds.append("cancelled")
+            raise
+        self.embeds.append("done")
+        return result
+
+
+def _raw_post(url: str, path: str, body: Any) -> socket.socket:
+    parts = urlsplit(url)
+    payload = json.dumps(body).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    )
+    sock = socket.create_connection((parts.hostname, parts.port))
+    sock.sendall(head.encode() + payload)
+    return sock
+
+
+def test_an_abandoned_embeddings_request_leaves_the_queue(reference_engine: Engine) -> None:
+    backend = _RecordingEmbeddings(reference_engine)
+    with run_app(create_app(backend)) as url, httpx.Client(base_url=url, timeout=DEADLINE_S) as client:
+        generating = _raw_post(url, "/v1/chat/completions", LONG_BODY)
+        _wait_for(lambda: any(isinstance(event, Piece) for log in backend.logs for event in log), "a first token")
+        waiting = _raw_post(url, "/v1/embeddings", {"input": ["queued behind the generation"]})
+        _wait_for(lambda: backend.embeds == ["waiting"], "the embeddings request to queue")
+        waiting.close()
+        _wait_for(lambda: backend.embeds == ["waiting", "cancelled"], "the embeddings request to be cancelled")
+        generating.close()
+        _wait_for(lambda: all(_finished(log) for log in backend.logs), "the generation to stop")
+        assert client.post("/v1/embeddings", json={"input": "fresh"}).status_code == 200
+    assert backend.embeds == ["waiting", "cancelled", "waiting", "done"]
