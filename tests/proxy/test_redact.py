@@ -304,7 +304,7 @@ def test_secret_split_across_streamed_tool_call_arguments() -> None:
     last = redacted.response.events[-1].json()["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
     assert json.loads(last) == {"note": "Zq9 is fine here"}
     for event in redacted.response.events:
-        assert event.raw == "data: " + event.data, "raw and data are changed alike"
+        assert event.raw == f"data: {event.data}", "raw and data are changed alike"
         assert event.data == json.dumps(event.json(), separators=(",", ":")), "the chunk keeps its compact layout"
 
 
