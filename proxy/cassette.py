@@ -27,12 +27,16 @@ class Entry:
     validator_error: str | None = None
     line: int = 0
     """1-based line number in the file it was read from (0 for an entry not read from a file)."""
+    verdicts_not_run: str | None = None
+    """Why the live verdicts did not run on this exchange (the recorder was stopping); `check` runs them."""
 
     def to_dict(self) -> dict[str, Any]:
         d = self.exchange.to_dict()
         d["findings"] = [f.to_dict() for f in self.findings]
         if self.validator_error is not None:
             d["validator_error"] = self.validator_error
+        if self.verdicts_not_run is not None:
+            d["verdicts_not_run"] = self.verdicts_not_run
         return d
 
     def to_line(self) -> str:
@@ -43,7 +47,7 @@ class Entry:
         findings = tuple(
             Finding(**{k: v for k, v in f.items() if k in _FINDING_FIELDS}) for f in d.get("findings") or ()
         )
-        return cls(Exchange.from_dict(d), findings, d.get("validator_error"), line)
+        return cls(Exchange.from_dict(d), findings, d.get("validator_error"), line, d.get("verdicts_not_run"))
 
 
 @dataclass(frozen=True)
@@ -70,27 +74,34 @@ class Cassette:
 
 
 class CassetteWriter:
-    """Appends entries to a cassette, one line each, flushed at once: a crash loses at most the line in flight."""
+    """Appends entries to a cassette, one line each, flushed at once: a crash loses at most the line in flight.
+
+    The file is opened (created when missing) by the first write, so a session that records nothing leaves no
+    empty cassette behind."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] | None = path.open("a", encoding="utf-8")
+        self._file: IO[str] | None = None
+        self._closed = False
 
     def write(self, entry: Entry) -> None:
-        if self._file is None:
+        if self._closed:
             raise ValueError(f"cassette {self.path} is closed")
+        if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("a", encoding="utf-8")
         self._file.write(entry.to_line())
         self._file.flush()
 
     def close(self) -> None:
+        self._closed = True
         if self._file is not None:
             self._file.close()
             self._file = None
 
     @property
     def closed(self) -> bool:
-        return self._file is None
+        return self._closed
 
 
 def read_cassette(path: Path) -> Cassette:

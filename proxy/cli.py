@@ -44,9 +44,13 @@ def record(args: argparse.Namespace) -> int:
     def on_ready(url: str) -> None:
         print(f"recording {url} -> {upstream} into {out} (Ctrl+C to stop)", flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C is how a recording ends
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C before the proxy runs
         run_foreground(settings, on_entry, on_ready)
-    print(f"stopped: {count} exchanges recorded in {out}" + (f", HAR in {args.har}" if args.har else ""), flush=True)
+    if not count:
+        print("stopped: no exchange recorded" + (f" (no cassette written to {out})" if not out.exists() else ""))
+        return EXIT_OK
+    har = f", HAR in {args.har}" if args.har and Path(args.har).exists() else ""
+    print(f"stopped: {_count(count, 'exchange')} recorded in {out}{har}", flush=True)
     return EXIT_OK
 
 
@@ -132,6 +136,11 @@ def replay(args: argparse.Namespace) -> int:
     finally:
         sock.close()
     return EXIT_OK
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 exchange`, `2 exchanges`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _read(path: Path) -> Cassette:

@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import time
 import zlib
@@ -27,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import UTC, datetime
+from multiprocessing import resource_tracker
 from typing import Any, cast
 
 from mitmproxy import exceptions, http
@@ -41,7 +43,7 @@ from conformance.exchange import Exchange, Request, Response, SSEEvent
 from conformance.sse import SSEParser
 from proxy.cassette import CassetteWriter, Entry
 from proxy.har import HarRecord, HarTimings, write_har
-from proxy.live import judge, warm_up
+from proxy.live import judge, warm_up, worker_init
 from proxy.redact import Redactor
 
 __all__ = ["Recorder", "addons"]
@@ -54,8 +56,13 @@ _VERDICTS_TIMEOUT_S = 10
 """Default of the `verdicts_timeout` option: how long one exchange's verdicts may take."""
 _WARM_UP_TIMEOUT_S = 60.0
 """How long a fresh worker process may take to start and import the verdicts before the timer starts."""
+_EXIT_VERDICTS_S = 5.0
+"""At exit, how long the verdicts may still run on the exchanges waiting for them; those left are written without
+verdicts, with a `verdicts_not_run` note (`conformance check` runs them later)."""
 _EXIT_GRACE_S = 20.0
-"""At exit, how long to wait for queued exchanges beyond one verdicts timeout before giving up on them."""
+"""At exit, how long to wait beyond that for the writer (redaction, the disk) before giving up on what is left."""
+_STOPPED = "the recorder stopped before the verdicts could run"
+_CUT_OFF = "the recorder stopped before the exchange completed"
 _NO_BODY_STATUS = frozenset({204, 304})
 
 
@@ -92,6 +99,11 @@ class Recorder:
         self._verdicts_missing_logged = False
         self._open_upstreams: Counter[tuple[str, int]] = Counter()
         """Open server connections per address: while there is one, the upstream is known to accept."""
+        self._in_flight: dict[str, http.HTTPFlow] = {}
+        """Flows whose request has arrived and that are not recorded yet: at exit they are recorded as failed."""
+        self._stop_at: float | None = None
+        """Once `done` has begun: the monotonic time after which the verdicts are no longer waited for."""
+        self._stopping = False
 
     # --- mitmproxy events ---------------------------------------------------------------------------
 
@@ -176,6 +188,9 @@ class Recorder:
             return
         writer.close()
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        self._in_flight[flow.id] = flow
+
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
         if data.server.address is not None:
             self._open_upstreams[_address(data.server.address)] += 1
@@ -216,6 +231,38 @@ class Recorder:
 
     def error(self, flow: http.HTTPFlow) -> None:
         message = flow.error.msg if flow.error else "unknown error"
+        if self._stopping:  # mitmproxy closing the connections on its way out, not the client or the server
+            message = f"{_CUT_OFF} ({message.rstrip('.')})"
+        self._record_broken_off(flow, message)
+
+    def stopping(self) -> None:
+        """Say that the proxy is about to shut down (thread-safe): exchanges it cuts off are recorded as such."""
+        self._stopping = True
+
+    def done(self) -> None:
+        self._stopping = True
+        for flow in list(self._in_flight.values()):  # cut off by the exit: keep what arrived
+            self._record_broken_off(flow, _CUT_OFF)
+        window = min(self._verdicts_timeout(), _EXIT_VERDICTS_S)
+        self._stop_at = time.monotonic() + window
+        grace = window + _EXIT_GRACE_S
+        left = self.drain(timeout=grace)
+        if left:
+            what = "1 exchange was" if left == 1 else f"{left} exchanges were"
+            logger.error(f"recorder: {what} still being written {grace:g} s after exit; not recorded")
+        self._executor.shutdown()
+        self._stop_pool(kill=bool(left))
+        if self._har_path is not None and self._har:
+            write_har(self._har_path, list(self._har))
+            logger.info(f"recorder: HAR written to {self._har_path} ({len(self._har)} entries)")
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def _record_broken_off(self, flow: http.HTTPFlow, message: str) -> None:
+        """Record a flow that failed or was cut off, with the part of the response that did arrive."""
         capture = self._captures.pop(flow.id, None)
         recorded = None
         if flow.response is not None and isinstance(capture, _StreamCapture):
@@ -228,22 +275,6 @@ class Recorder:
             recorded = Response(flow.response.status_code, _headers(flow.response.headers), body=body)
         upstream = f"{flow.request.scheme}://{flow.request.host}:{flow.request.port}"
         self._record(flow, recorded, f"{message} (upstream {upstream})")
-
-    def done(self) -> None:
-        grace = self._verdicts_timeout() + _EXIT_GRACE_S
-        left = self.drain(timeout=grace)
-        if left:
-            logger.error(f"recorder: {left} exchanges were still being judged {grace:g} s after exit; not recorded")
-        self._executor.shutdown()
-        self._stop_pool(kill=bool(left))
-        if self._har_path is not None and self._har:
-            write_har(self._har_path, list(self._har))
-            logger.info(f"recorder: HAR written to {self._har_path} ({len(self._har)} entries)")
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
-
-    # --- helpers ------------------------------------------------------------------------------------
 
     def drain(self, timeout: float | None = None) -> int:
         """Wait until every completed exchange is written (tests call it before reading the cassette), or at
@@ -273,13 +304,11 @@ class Recorder:
             self._writer = None
         if not value:
             return
-        path = _writable_path("cassette", value)
-        try:
-            self._writer = CassetteWriter(path)
-        except OSError as exc:
-            raise exceptions.OptionsError(f"cassette: cannot open {path} ({exc.strerror or exc})") from None
+        self._writer = CassetteWriter(_writable_path("cassette", value))
 
     def _record(self, flow: http.HTTPFlow, response: Response | None, error: str | None) -> None:
+        if self._in_flight.pop(flow.id, None) is None and self._stop_at is not None:
+            return  # recorded by `done` already, as cut off by the exit
         end = time.time()
         request = flow.request
         exchange = Exchange(
@@ -319,9 +348,23 @@ class Recorder:
             logger.exception(f"recorder: could not record {exchange.request.method} {exchange.endpoint}")
 
     def _start_pool(self) -> None:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            self._warm = self._pool.submit(warm_up)
+        if self._pool is not None:
+            return
+        # The worker starts with SIGINT blocked (a signal mask survives fork and exec), so a Ctrl+C sent to the
+        # process group while it is still starting cannot kill it; its initializer then ignores SIGINT for good.
+        # The resource tracker starts first: starting it unblocks SIGINT in this thread (bpo-33613).
+        resource_tracker.ensure_running()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=worker_init,
+                initargs=(os.getpid(),),
+            )
+            self._warm = self._pool.submit(warm_up)  # starts the process, from this thread
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def _stop_pool(self, *, kill: bool) -> None:
         """Shut the worker process down; `kill` terminates it first (it may be stuck in a verdict)."""
@@ -338,14 +381,23 @@ class Recorder:
 
     def _judge(self, exchange: Exchange, redact: tuple[str, ...], validate: bool) -> Entry:
         timeout = self._verdicts_timeout()
-        if self._opts().verdicts_process and not self._pool_failed:
+        warm_up_timeout = _WARM_UP_TIMEOUT_S
+        stopping = self._stop_at is not None
+        if self._stop_at is not None:  # exiting: the verdicts get what is left of the exit window, or nothing
+            left = self._stop_at - time.monotonic()
+            if left <= 0:
+                return _not_run(exchange, redact)
+            timeout = warm_up_timeout = min(timeout, left)
+        elif self._opts().verdicts_process and not self._pool_failed:
             self._start_pool()
         if self._pool is not None:
             try:
                 if self._warm is not None:  # a fresh worker's start-up is not the verdicts' time
-                    self._warm.result(_WARM_UP_TIMEOUT_S)
+                    self._warm.result(warm_up_timeout)
                 return self._pool.submit(judge, exchange, redact, validate).result(timeout)
             except TimeoutError:
+                if stopping:
+                    return _not_run(exchange, redact)
                 logger.error(f"recorder: verdicts timed out after {timeout:g} s; starting a new worker process")
                 self._stop_pool(kill=True)
                 return _timed_out(exchange, redact, timeout)
@@ -353,7 +405,13 @@ class Recorder:
                 logger.error(f"recorder: the verdicts worker process failed ({exc!r}); judging in this process")
                 self._stop_pool(kill=True)
                 self._pool_failed = True
-        return _judge_in_thread(exchange, redact, validate, timeout)
+        entry = _judge_in_thread(exchange, redact, validate, timeout)
+        if entry is not None:
+            return entry
+        if stopping:
+            return _not_run(exchange, redact)
+        logger.error(f"recorder: verdicts timed out after {timeout:g} s; their thread is left behind")
+        return _timed_out(exchange, redact, timeout)
 
     def _log_validator_error(self, entry: Entry) -> None:
         error = entry.validator_error
@@ -403,8 +461,9 @@ class _SerialWorker:
                 future.set_result(None)
 
 
-def _judge_in_thread(exchange: Exchange, redact: tuple[str, ...], validate: bool, timeout: float) -> Entry:
-    """`judge` on a daemon thread, given up after `timeout` seconds (the thread is left to finish on its own)."""
+def _judge_in_thread(exchange: Exchange, redact: tuple[str, ...], validate: bool, timeout: float) -> Entry | None:
+    """`judge` on a daemon thread; None when it is given up after `timeout` seconds (the thread is left to finish
+    on its own)."""
     result: list[Entry] = []
     failure: list[BaseException] = []
 
@@ -419,14 +478,15 @@ def _judge_in_thread(exchange: Exchange, redact: tuple[str, ...], validate: bool
     thread.join(timeout)
     if failure:
         raise failure[0]
-    if not result:
-        logger.error(f"recorder: verdicts timed out after {timeout:g} s; their thread is left behind")
-        return _timed_out(exchange, redact, timeout)
-    return result[0]
+    return result[0] if result else None
 
 
 def _timed_out(exchange: Exchange, redact: tuple[str, ...], timeout: float) -> Entry:
     return Entry(Redactor.with_names(redact).exchange(exchange), (), f"verdicts timed out after {timeout:g} s")
+
+
+def _not_run(exchange: Exchange, redact: tuple[str, ...]) -> Entry:
+    return Entry(Redactor.with_names(redact).exchange(exchange), verdicts_not_run=_STOPPED)
 
 
 class _BodyCapture:
@@ -573,6 +633,8 @@ def _writable_path(option: str, value: str) -> Path:
         raise exceptions.OptionsError(f"{option}: {path} is a directory; give a file path like {path}/session.jsonl")
     if not path.parent.exists():
         raise exceptions.OptionsError(f"{option}: the directory {path.parent} does not exist; create it first")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise exceptions.OptionsError(f"{option}: cannot write {path} (permission denied); choose another path")
     return path
 
 
@@ -597,6 +659,8 @@ def summary_line(entry: Entry) -> str:
         parts.append(f"error: {exchange.error}")
     if entry.validator_error:
         parts.append(f"verdicts failed: {entry.validator_error}")
+    if entry.verdicts_not_run:
+        parts.append(f"verdicts not run: {entry.verdicts_not_run}")
     return " · ".join(parts)
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
-import types
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +22,7 @@ from conformance.cli import main
 from conformance.exchange import Exchange, Request, Response, SSEEvent
 from conformance.findings import Finding
 from proxy.cassette import CassetteWriter, Entry
-from tests.proxy.conftest import FakeVerdicts
+from tests.proxy.conftest import FakeVerdicts, serve_app
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,12 +97,13 @@ def test_replay_bad_speed_and_busy_port(tmp_path: Path, capsys: pytest.CaptureFi
 
 @pytest.fixture
 def fake_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
-    module = types.ModuleType("conformance.catalog")
-    module.ITEMS = (  # type: ignore[attr-defined]  # a stand-in catalog module
+    import conformance.catalog
+
+    items = (
         Item("base/chat", "0", "chat", Kind.API, ("/v1/chat/completions",)),
         Item("0.3.6/embeddings", "0.3.6", "embeddings", Kind.API, ("/v1/embeddings",)),
     )
-    monkeypatch.setitem(sys.modules, "conformance.catalog", module)
+    monkeypatch.setattr(conformance.catalog, "ITEMS", items)
 
 
 def test_check_writes_reports_and_exits_by_findings(
@@ -145,7 +149,180 @@ def test_record_until_interrupted(fake_upstream: str, tmp_path: Path) -> None:
             if process.poll() is None:
                 process.kill()
     assert process.returncode == 0, stderr
-    assert "stopped: 1 exchanges recorded" in stdout
+    assert "stopped: 1 exchange recorded" in stdout
     assert "Traceback" not in stderr
     assert len(out.read_text().splitlines()) == 1
     assert json.loads((tmp_path / "s.har").read_text())["log"]["entries"]
+
+
+# --- `record` stopped by signals: nothing completed is lost, nothing is left running ---------------------------
+
+
+async def _slow_upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """`/slow` sends one event and then nothing for a minute; any other path answers JSON at once."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    if scope["path"] == "/slow":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+        await send({"type": "http.response.body", "body": b'data: {"first": true}\n\n', "more_body": True})
+        await asyncio.sleep(60)
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"object": "list", "data": []}'})
+
+
+@pytest.fixture(scope="module")
+def slow_upstream() -> Iterator[str]:
+    with serve_app(_slow_upstream) as url:
+        yield url
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_record(upstream: str, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
+    """`conformance record` in its own process group (as a terminal runs it), once it listens: (process, url)."""
+    port = _free_port()
+    command = [sys.executable, "-m", "conformance", "record", "--upstream", upstream, "--listen-port", str(port)]
+    command += ["--out", str(tmp_path / "c.jsonl"), "--har", str(tmp_path / "s.har"), *extra]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    if not first.startswith("recording "):
+        _, stderr = _finish(process)
+        pytest.fail(f"`conformance record` did not start: {first}{stderr}")
+    return process, f"http://127.0.0.1:{port}"
+
+
+def _finish(process: subprocess.Popen[str]) -> tuple[str, str]:
+    try:
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    return stdout, stderr
+
+
+def _stat(pid: int) -> tuple[int, str] | None:
+    """(parent pid, state) of a live process, None once it is gone (a zombie counts as gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, parent = text.rsplit(")", 1)[1].split()[:2]
+    return None if state == "Z" else (int(parent), state)
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := _stat(int(entry))) is not None and stat[0] == pid:
+            found.add(int(entry))
+    return found
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _two_exchanges(url: str) -> None:
+    with httpx.Client(base_url=url, timeout=30) as client:
+        assert client.post("/v1/chat/completions", json={"stream": True, "max_tokens": 2}).status_code == 200
+        assert client.get("/v1/models").status_code == 200
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
+@pytest.mark.parametrize("how", ["SIGINT to the process group (Ctrl+C)", "SIGTERM to the process (kill)"])
+def test_a_stop_right_after_the_last_response_keeps_every_exchange(
+    fake_upstream: str, tmp_path: Path, how: str
+) -> None:
+    process, url = _start_record(fake_upstream, tmp_path)
+    _two_exchanges(url)  # the verdicts worker may well be still starting
+    children = _children(process.pid)
+    if how.startswith("SIGINT"):
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGTERM)
+    stdout, stderr = _finish(process)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "KeyboardInterrupt" not in stderr
+    assert "stopped: 2 exchanges recorded" in stdout
+    lines = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert sorted(line["request"]["path"] for line in lines) == ["/v1/chat/completions", "/v1/models"]
+    assert len(json.loads((tmp_path / "s.har").read_text())["log"]["entries"]) == 2, "the HAR is written, as on Ctrl+C"
+    assert _wait_until(lambda: not any(_stat(pid) for pid in children)), "no worker process outlives the recorder"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
+def test_the_exchange_in_flight_at_ctrl_c_is_recorded_with_what_arrived(slow_upstream: str, tmp_path: Path) -> None:
+    process, url = _start_record(slow_upstream, tmp_path)
+    with httpx.Client(timeout=30) as client, client.stream("POST", f"{url}/slow", json={"stream": True}) as response:
+        lines = response.iter_lines()  # kept: a dropped iterator would close the response
+        assert next(lines) == 'data: {"first": true}'
+        os.killpg(process.pid, signal.SIGINT)
+        stdout, stderr = _finish(process)
+    assert process.returncode == 0, stderr
+    assert "stopped: 1 exchange recorded" in stdout
+    (line,) = (json.loads(text) for text in (tmp_path / "c.jsonl").read_text().splitlines())
+    assert "stopped before the exchange completed" in line["error"]
+    assert [e["data"] for e in line["response"]["events"]] == ['{"first": true}']
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
+def test_the_worker_processes_end_when_the_recorder_is_killed(fake_upstream: str, tmp_path: Path) -> None:
+    process, url = _start_record(fake_upstream, tmp_path)
+    _two_exchanges(url)
+    assert _wait_until(lambda: len(_children(process.pid)) >= 2), "the verdicts worker and the resource tracker"
+    children = _children(process.pid)
+    process.kill()
+    _finish(process)
+    assert _wait_until(lambda: not any(_stat(pid) for pid in children)), "orphans left after kill -9 of the recorder"
+
+
+def test_a_stop_without_exchanges_claims_no_file(fake_upstream: str, tmp_path: Path) -> None:
+    process, _ = _start_record(fake_upstream, tmp_path)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = _finish(process)
+    assert process.returncode == 0, stderr
+    assert "stopped: no exchange recorded" in stdout
+    assert "HAR" not in stdout
+    assert not (tmp_path / "s.har").exists()
+    assert not (tmp_path / "c.jsonl").exists(), "no empty cassette is left behind"
+
+
+def test_record_on_a_busy_port_says_so_in_one_line(fake_upstream: str, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        command = [sys.executable, "-m", "conformance", "record", "--upstream", fake_upstream]
+        command += ["--listen-port", str(port), "--out", str(tmp_path / "c.jsonl")]
+        done = subprocess.run(
+            command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=60
+        )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"conformance record: cannot listen on 127.0.0.1:{port} (Address already in use); pick another with "
+        "--listen-port"
+    ]
+    assert not (tmp_path / "c.jsonl").exists()

@@ -556,10 +556,45 @@ def test_exit_waits_a_bounded_time_for_a_stuck_writer(
             assert time.monotonic() - started < 5
     finally:
         release.set()
-    assert any("1 exchanges were still being judged" in r.getMessage() for r in caplog.records)
+    assert any("1 exchange was still being written" in r.getMessage() for r in caplog.records)
 
 
 def test_verdicts_timeout_must_be_positive() -> None:
     addon = Recorder()
     with taddons.context(addon) as tctx, pytest.raises(exceptions.OptionsError, match="verdicts_timeout"):
         tctx.configure(addon, verdicts_timeout=0)
+
+
+def test_at_exit_exchanges_the_verdicts_cannot_reach_are_written_without_them(
+    tmp_path: Path, fake_verdicts: FakeVerdicts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    monkeypatch.setattr("proxy.recorder._EXIT_VERDICTS_S", 0.5)
+    release = threading.Event()
+
+    def stuck(exchange: object) -> list[Finding]:
+        release.wait(30)
+        return []
+
+    fake_verdicts.result = stuck
+    addon = Recorder()
+    cassette = tmp_path / "c.jsonl"
+    try:
+        with taddons.context(addon) as tctx:
+            tctx.configure(addon, cassette=str(cassette), verdicts_process=False, verdicts_timeout=1)
+            for n in range(3):
+                flow = _chat_flow({"n": n})
+                flow.response = tutils.tresp(content=b"{}")
+                addon.response(flow)
+            started = time.monotonic()
+            addon.done()
+            assert time.monotonic() - started < 20
+    finally:
+        release.set()
+    lines = [json.loads(line) for line in cassette.read_text().splitlines()]
+    assert [line["request"]["body"]["n"] for line in lines] == [0, 1, 2], "every completed exchange is written"
+    assert lines[2]["verdicts_not_run"] == "the recorder stopped before the verdicts could run"
+    assert lines[2]["findings"] == []
+    assert TOKEN not in cassette.read_text(), "written without verdicts, still redacted"
+    assert read_cassette(cassette).entries[2].verdicts_not_run == lines[2]["verdicts_not_run"]
