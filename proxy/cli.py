@@ -57,9 +57,7 @@ def record(args: argparse.Namespace) -> int:
 def check(args: argparse.Namespace) -> int:
     """Run the verdicts over a cassette and write report.json, report.html, junit.xml and report.md."""
     path = Path(args.cassette)
-    cassette = _read(path)
-    if not cassette.entries:
-        raise UsageError(f"{path}: no readable exchange in this cassette")
+    cassette = _read_exchanges(path)
 
     from conformance.catalog import ITEMS
     from conformance.report import write_reports
@@ -74,9 +72,10 @@ def check(args: argparse.Namespace) -> int:
         raise UsageError(f"--report-dir {directory}: cannot create it ({exc.strerror or exc})") from None
     written = write_reports(report, directory)
     summary = report.summary
+    exchanges = _count(len(cassette.entries), "exchange")
     print(
-        f"{len(cassette.entries)} exchanges from {path}: {summary['passed']} passed, {summary['failed']} failed, "
-        f"{summary['errors']} errors, {summary['skipped']} skipped, {summary['not_covered']} not covered"
+        f"{exchanges} from {path}: {summary['passed']} passed, {summary['failed']} failed, "
+        f"{_count(summary['errors'], 'error')}, {summary['skipped']} skipped, {summary['not_covered']} not covered"
     )
     for item in report.items:
         if item.status in (Status.FAIL, Status.ERROR):
@@ -93,8 +92,8 @@ def diff(args: argparse.Namespace) -> int:
     """Structural differences between two cassettes; exit 1 when there are any."""
     from proxy.diff import Change, diff_exchanges
 
-    old = _read(Path(args.old))
-    new = _read(Path(args.new))
+    old = _read_exchanges(Path(args.old))
+    new = _read_exchanges(Path(args.new))
     differences = diff_exchanges(old.exchanges, new.exchanges, args.ignore)
     if args.json:
         print(json.dumps([d.to_dict() for d in differences], indent=2, ensure_ascii=False, default=str))
@@ -103,9 +102,11 @@ def diff(args: argparse.Namespace) -> int:
             print(difference)
         unpaired = sum(d.change in (Change.ONLY_IN_OLD, Change.ONLY_IN_NEW) for d in differences)
         if differences:
-            print(f"{len(differences)} differences ({unpaired} unpaired exchanges)", file=sys.stderr)
+            print(
+                f"{_count(len(differences), 'difference')} ({_count(unpaired, 'unpaired exchange')})", file=sys.stderr
+            )
         else:
-            print(f"no structural difference ({len(old.entries)} exchanges paired)", file=sys.stderr)
+            print(f"no structural difference ({_count(len(old.entries), 'exchange')} paired)", file=sys.stderr)
     return EXIT_DIFFERENT if differences else EXIT_OK
 
 
@@ -116,7 +117,7 @@ def replay(args: argparse.Namespace) -> int:
     from proxy.replay import ReplayApp
 
     path = Path(args.cassette)
-    cassette = _read(path)
+    cassette = _read_exchanges(path)
     if args.speed < 0:
         raise UsageError(f"--speed {args.speed}: give 0 (no delay) or a positive multiplier such as 1 or 2")
     app = ReplayApp(cassette.exchanges, speed=args.speed)
@@ -127,7 +128,8 @@ def replay(args: argparse.Namespace) -> int:
             f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); try another --port"
         ) from None
     host, port = sock.getsockname()[:2]
-    print(f"replaying {len(cassette.entries)} exchanges from {path} on http://{host}:{port} (speed {args.speed:g})")
+    exchanges = _count(len(cassette.entries), "exchange")
+    print(f"replaying {exchanges} from {path} on http://{host}:{port} (speed {args.speed:g})")
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     try:
         server.run(sockets=[sock])
@@ -143,10 +145,20 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _read(path: Path) -> Cassette:
+_MAX_BAD_LINES = 10
+"""Bad lines reported one by one per file; the rest are counted."""
+
+
+def _read_exchanges(path: Path) -> Cassette:
+    """The cassette, its bad lines reported on stderr; UsageError when not one exchange in it can be read."""
     cassette = read_cassette(path)
-    for bad in cassette.bad_lines:
+    for bad in cassette.bad_lines[:_MAX_BAD_LINES]:
         print(str(bad), file=sys.stderr)
+    more = len(cassette.bad_lines) - _MAX_BAD_LINES
+    if more > 0:
+        print(f"{path}: ... and {_count(more, 'more bad line')} skipped", file=sys.stderr)
+    if not cassette.entries:
+        raise UsageError(f"{path}: no readable exchange in this cassette")
     return cassette
 
 

@@ -326,3 +326,78 @@ def test_record_on_a_busy_port_says_so_in_one_line(fake_upstream: str, tmp_path:
         "--listen-port"
     ]
     assert not (tmp_path / "c.jsonl").exists()
+
+
+# --- unreadable inputs: said once, exit 2 ----------------------------------------------------------------------
+
+
+def test_no_readable_exchange_is_a_usage_error_for_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    junk = tmp_path / "junk.jsonl"
+    junk.write_text("nope\n")
+    good = _write(tmp_path / "good.jsonl", _chat())
+    assert main(["diff", str(good), str(empty)]) == 2
+    assert main(["diff", str(junk), str(good)]) == 2
+    assert main(["replay", str(empty)]) == 2
+    assert main(["check", str(junk)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("no readable exchange in this cassette") == 4
+    assert f"{junk}:1: not valid JSON" in err
+    assert "Traceback" not in err
+
+
+def test_a_har_given_to_any_command_is_recognised_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from proxy.har import HarRecord, HarTimings, write_har
+
+    har = tmp_path / "session.har"
+    write_har(har, [HarRecord(_chat(), HarTimings(1, 1, 1))] * 3)
+    good = _write(tmp_path / "good.jsonl", _chat())
+    for argv in (["check", str(har)], ["diff", str(good), str(har)], ["replay", str(har)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert "this is a HAR file, not a cassette; convert it with `python -m proxy.har" in err
+
+
+def test_wrong_typed_and_deep_lines_do_not_stop_diff_or_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = _write(tmp_path / "good.jsonl", _chat())
+    line = json.loads(good.read_text())
+    bad_lines = [
+        json.dumps({**line, "request": {**line["request"], "path": 5}}),
+        json.dumps({**line, "request": {**line["request"], "method": None}}),
+        json.dumps({**line, "findings": "none"}),
+        json.dumps({**line, "response": []}),
+        json.dumps({**line, "request": {**line["request"], "headers": "a: b"}}),
+        '{"version": 1, "request": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    ] * 3
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("\ufeff" + good.read_text() + "\n".join(bad_lines) + "\n")
+    assert main(["diff", str(good), str(mixed)]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"{mixed}:2: not a cassette line (request.path: 5 is not of type 'string'); line skipped" in err
+    assert f"{mixed}:7: nested too deeply to read" in err
+    assert err.count("line skipped") == 10, "the first ten bad lines, one by one"
+    assert f"{mixed}: ... and 8 more bad lines skipped" in err
+    assert f"{mixed}:1:" not in err, "a byte order mark is not a bad line"
+
+
+def test_check_messages_are_whole_words_and_counted_right(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_verdicts: FakeVerdicts, fake_catalog: None
+) -> None:
+    long_message = " ".join(["the chunk lacks its finish_reason field"] * 20)
+    fake_verdicts.result = lambda exchange: [Finding("base/chat", "rule", long_message, endpoint=exchange.endpoint)]
+    cassette = _write(tmp_path / "a.jsonl", _chat())
+    assert main(["check", str(cassette), "--report-dir", str(tmp_path / "r")]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"1 exchange from {cassette}: 0 passed, 1 failed, 0 errors")
+    (failure,) = [line for line in out.splitlines() if line.startswith("  FAIL")]
+    assert failure.startswith("  FAIL base/chat: 1 finding (cassette line 1): the chunk lacks")
+    assert failure.endswith(" ..."), "cut, and said so"
+    assert failure.removesuffix(" ...").split()[-1] in long_message.split(), "at a word boundary"
+    assert len(failure) < 560
