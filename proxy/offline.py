@@ -13,7 +13,7 @@ from conformance.check import Item, Kind, Status
 from conformance.exchange import Exchange
 from conformance.findings import Finding
 from conformance.results import CheckResult, ItemResult, RunReport, TargetInfo, item_status
-from proxy.cassette import Cassette
+from proxy.cassette import Cassette, Entry
 
 __all__ = ["RECORDED_CHECK", "Validate", "judge"]
 
@@ -36,6 +36,8 @@ def judge(cassette: Cassette, items: Sequence[Item], validate: Validate) -> RunR
     models: set[str] = set()
     for entry in cassette.entries:
         exchange = entry.exchange
+        if _body_not_recorded(entry):
+            continue
         if isinstance(exchange.request.json.get("model"), str):
             models.add(exchange.request.json["model"])
         try:
@@ -45,7 +47,7 @@ def judge(cassette: Cassette, items: Sequence[Item], validate: Validate) -> RunR
             crashes[exchange.endpoint].append(
                 {"line": entry.line, "error": f"{type(exc).__name__}: {exc}", "endpoint": exchange.endpoint}
             )
-    exchanges = [entry.exchange for entry in cassette.entries]
+    exchanges = [entry.exchange for entry in cassette.entries if not _body_not_recorded(entry)]
     results = [_item_result(item, findings.pop(item.id, []), exchanges, crashes) for item in items]
     for item_id, orphans in sorted(findings.items()):  # findings for items the catalog does not list
         results.append(
@@ -58,6 +60,13 @@ def judge(cassette: Cassette, items: Sequence[Item], validate: Validate) -> RunR
         items=tuple(results),
         meta={"cassette": str(cassette.path), "exchanges": len(cassette.entries)},
     )
+
+
+def _body_not_recorded(entry: Entry) -> bool:
+    """A response the recorder passed through without recording it (an encoding it could not decode): judging
+    its missing body would only find what is missing from the cassette, not from the wire."""
+    response = entry.exchange.response
+    return bool(entry.verdicts_not_run) and response is not None and response.body is None and response.events is None
 
 
 def _endpoint(text: str) -> str:

@@ -218,6 +218,10 @@ class Recorder:
         response = flow.response
         assert response is not None
         capture = self._captures.pop(flow.id, None)
+        if isinstance(capture, _StreamCapture) and capture.undecodable:
+            recorded = Response(response.status_code, _headers(response.headers))
+            self._record(flow, recorded, flow.metadata.get(_FAILURE), not_run=capture.undecodable)
+            return
         if isinstance(capture, _StreamCapture):
             recorded = Response(
                 response.status_code, _headers(response.headers), events=tuple(capture.events), tail=capture.tail
@@ -306,7 +310,10 @@ class Recorder:
             return
         self._writer = CassetteWriter(_writable_path("cassette", value))
 
-    def _record(self, flow: http.HTTPFlow, response: Response | None, error: str | None) -> None:
+    def _record(
+        self, flow: http.HTTPFlow, response: Response | None, error: str | None, *, not_run: str | None = None
+    ) -> None:
+        """Queue the exchange for the writer; `not_run` says why it must be written without verdicts."""
         if self._in_flight.pop(flow.id, None) is None and self._stop_at is not None:
             return  # recorded by `done` already, as cut off by the exit
         end = time.time()
@@ -326,16 +333,22 @@ class Recorder:
             duration_ms=round((end - request.timestamp_start) * 1000, 3),
         )
         timings = _timings(flow, end)
-        job = (exchange, timings, request.http_version, self._redact, self._opts().validate)
+        job = (exchange, timings, request.http_version, self._redact, self._opts().validate, not_run)
         self._pending = [f for f in self._pending if not f.done()]
         self._pending.append(self._executor.submit(self._finish, *job))
 
     def _finish(
-        self, exchange: Exchange, timings: HarTimings, http_version: str, redact: tuple[str, ...], validate: bool
+        self,
+        exchange: Exchange,
+        timings: HarTimings,
+        http_version: str,
+        redact: tuple[str, ...],
+        validate: bool,
+        not_run: str | None,
     ) -> None:
         """On the writer thread, in completion order: judge, write, report. Never raises into mitmproxy."""
         try:
-            entry = self._judge(exchange, redact, validate)
+            entry = _not_run(exchange, redact, not_run) if not_run else self._judge(exchange, redact, validate)
             if self._writer is not None:
                 self._writer.write(entry)
             if self._har_path is not None:
@@ -485,8 +498,8 @@ def _timed_out(exchange: Exchange, redact: tuple[str, ...], timeout: float) -> E
     return Entry(Redactor.with_names(redact).exchange(exchange), (), f"verdicts timed out after {timeout:g} s")
 
 
-def _not_run(exchange: Exchange, redact: tuple[str, ...]) -> Entry:
-    return Entry(Redactor.with_names(redact).exchange(exchange), verdicts_not_run=_STOPPED)
+def _not_run(exchange: Exchange, redact: tuple[str, ...], why: str = _STOPPED) -> Entry:
+    return Entry(Redactor.with_names(redact).exchange(exchange), verdicts_not_run=why)
 
 
 class _BodyCapture:
@@ -513,51 +526,98 @@ class _BodyCapture:
 
 
 class _StreamCapture:
-    """The `flow.response.stream` callable: returns every chunk unchanged and parses a copy into timed events."""
+    """The `flow.response.stream` callable: returns every chunk unchanged and parses a copy into timed events.
+
+    Decoded bytes are handed to the parser only once they hold a line end, so that an event of any size costs
+    time in proportion to its size (the parser joins what it holds with each new piece it is fed). When the
+    content encoding cannot be decoded here, the stream is still passed through but not parsed: `undecodable`
+    says why.
+    """
 
     def __init__(self, started: float, content_encoding: str) -> None:
         self._started = started
         self._parser = SSEParser()
         self._decode = _decompressor(content_encoding)
+        self.undecodable = None if self._decode is not None else _cannot_decode(content_encoding)
         self._broken = False
+        self._held: list[bytes] = []
         self.events: list[SSEEvent] = []
         self.tail = ""
 
     def __call__(self, chunk: bytes) -> bytes:
-        if self._broken:
+        if self._broken or self._decode is None:
             return chunk
         try:
             if chunk:
-                t_ms = round((time.time() - self._started) * 1000, 3)
-                self.events.extend(self._parser.feed(self._decode(chunk), t_ms))
+                self._feed(self._decode(chunk))
             else:
-                self.tail = self.close()
+                self.close()
         except Exception:
             self._broken = True
             logger.exception("recorder: could not parse the event stream; it is passed on but no longer recorded")
         return chunk
 
+    def _feed(self, decoded: bytes) -> None:
+        if not decoded:
+            return
+        if b"\n" not in decoded and b"\r" not in decoded:
+            self._held.append(decoded)  # the middle of a line: nothing to parse yet
+            return
+        if self._held:
+            decoded = b"".join([*self._held, decoded])
+            self._held.clear()
+        self.events.extend(self._parser.feed(decoded, self._now()))
+
     def close(self) -> str:
-        t_ms = round((time.time() - self._started) * 1000, 3)
-        self.tail = self._parser.close(t_ms)
+        if self._held:
+            self.events.extend(self._parser.feed(b"".join(self._held), self._now()))
+            self._held.clear()
+        self.tail = self._parser.close(self._now())
         return self.tail
 
+    def _now(self) -> float:
+        return round((time.time() - self._started) * 1000, 3)
 
-def _decompressor(encoding: str) -> Callable[[bytes], bytes]:
-    encoding = encoding.strip().lower()
-    if encoding in ("gzip", "x-gzip"):
+
+def _decompressor(content_encoding: str) -> Callable[[bytes], bytes] | None:
+    """A streaming decoder for the content encoding, None when there is none here (an unknown encoding, several
+    encodings, or a decoder that is not installed)."""
+    name = content_encoding.strip().lower()
+    if name in ("", "identity"):
+        return _identity
+    if name in ("gzip", "x-gzip"):
         return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress
-    if encoding == "deflate":
+    if name == "deflate":
         return zlib.decompressobj().decompress
-    if encoding == "br":
-        import brotli
+    try:
+        if name == "br":
+            import brotli
 
-        return cast(Callable[[bytes], bytes], brotli.Decompressor().process)
-    if encoding == "zstd":
+            return cast(Callable[[bytes], bytes], brotli.Decompressor().process)
+        if name == "zstd":
+            return _zstd_decompressor()
+    except ImportError:
+        return None
+    return None
+
+
+def _zstd_decompressor() -> Callable[[bytes], bytes]:
+    try:
         import zstandard
+    except ImportError:  # the standard library's (3.14), or its backport, which mitmproxy 12.3 uses
+        try:
+            from compression import zstd  # type: ignore[import-not-found,unused-ignore]  # Python 3.14+
+        except ImportError:
+            from backports import zstd  # type: ignore[import-not-found,no-redef,unused-ignore]  # older Pythons
+        return cast(Callable[[bytes], bytes], zstd.ZstdDecompressor().decompress)
+    return cast(Callable[[bytes], bytes], zstandard.ZstdDecompressor().decompressobj().decompress)
 
-        return cast(Callable[[bytes], bytes], zstandard.ZstdDecompressor().decompressobj().decompress)
-    return _identity
+
+def _cannot_decode(content_encoding: str) -> str:
+    return (
+        f"the event stream is encoded with {content_encoding.strip()!r}, which this recorder cannot decode: it was "
+        "passed through to the client but not recorded"
+    )
 
 
 def _identity(chunk: bytes) -> bytes:
