@@ -114,13 +114,20 @@ def replay(args: argparse.Namespace) -> int:
     """Serve the cassette's responses to matching requests until Ctrl+C."""
     import uvicorn
 
-    from proxy.replay import ReplayApp
+    from proxy.replay import ReplayApp, ReplayServer, absurd_time
 
     path = Path(args.cassette)
     cassette = _read_exchanges(path)
-    if args.speed < 0:
+    if not args.speed >= 0 or args.speed == float("inf"):
         raise UsageError(f"--speed {args.speed}: give 0 (no delay) or a positive multiplier such as 1 or 2")
-    app = ReplayApp(cassette.exchanges, speed=args.speed)
+    if args.speed > 0:
+        for entry in cassette.entries:
+            problem = absurd_time(entry.exchange)
+            if problem:
+                raise UsageError(
+                    f"{path}:{entry.line}: {problem}; fix or remove that line, or replay with --speed 0 (no delay)"
+                )
+    app = ReplayApp(cassette.exchanges, speed=args.speed, log=_print)
     try:
         sock = socket.create_server((args.host, args.port))
     except OSError as exc:
@@ -129,8 +136,15 @@ def replay(args: argparse.Namespace) -> int:
         ) from None
     host, port = sock.getsockname()[:2]
     exchanges = _count(len(cassette.entries), "exchange")
-    print(f"replaying {exchanges} from {path} on http://{host}:{port} (speed {args.speed:g})")
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    _print(f"replaying {exchanges} from {path} on http://{host}:{port} (speed {args.speed:g})")
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="on",
+        server_header=False,  # the recorded `Server` header is replayed instead
+        timeout_graceful_shutdown=_REPLAY_SHUTDOWN_S,
+    )
+    server = ReplayServer(config, app)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
@@ -138,6 +152,14 @@ def replay(args: argparse.Namespace) -> int:
     finally:
         sock.close()
     return EXIT_OK
+
+
+_REPLAY_SHUTDOWN_S = 2
+"""On Ctrl+C, how long `replay` lets responses in progress go on before it cuts them."""
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
 
 
 def _count(n: int, noun: str) -> str:

@@ -401,3 +401,55 @@ def test_check_messages_are_whole_words_and_counted_right(
     assert failure.endswith(" ..."), "cut, and said so"
     assert failure.removesuffix(" ...").split()[-1] in long_message.split(), "at a word boundary"
     assert len(failure) < 560
+
+
+# --- replay: the recorded server, a line per request, a bounded stop ----------------------------------------------
+
+
+def _long_stream_cassette(path: Path) -> Path:
+    events = tuple(
+        SSEEvent(t, None, data, f"data: {data}")
+        for t, data in ((0.0, '{"n": 1}'), (60_000.0, '{"n": 2}'), (120_000.0, "[DONE]"))
+    )
+    exchange = Exchange(
+        Request("POST", "http://h/v1/chat/completions", "/v1/chat/completions", {}, {"model": "m", "stream": True}),
+        Response(200, {"content-type": "text/event-stream", "server": "llama.cpp"}, events=events),
+    )
+    return _write(path, exchange)
+
+
+def test_replay_keeps_the_server_logs_each_request_and_stops_promptly(tmp_path: Path) -> None:
+    cassette = _long_stream_cassette(tmp_path / "long.jsonl")
+    port = _free_port()
+    command = [sys.executable, "-m", "conformance", "replay", str(cassette), "--port", str(port)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith(f"replaying 1 exchange from {cassette} on http://127.0.0.1:{port}")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            assert client.get("/v1/nothing").status_code == 404
+            assert process.stdout.readline() == "GET /v1/nothing 404 · no recorded exchange matches\n"
+            with client.stream("POST", "/v1/chat/completions", json={"model": "m", "stream": True}) as reply:
+                assert reply.headers["server"] == "llama.cpp", "the recorded server, not uvicorn"
+                chunks = reply.iter_raw()
+                assert next(chunks) == b'data: {"n": 1}\n\n'
+                process.send_signal(signal.SIGINT)  # two minutes of recorded stream left: not waited out
+                stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert stdout == "POST /v1/chat/completions 200 · recording 1 of 1 · cut by the shutdown after 1 of 3 events\n"
+
+
+def test_replay_refuses_absurd_times(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cassette = _long_stream_cassette(tmp_path / "long.jsonl")
+    cassette.write_text(cassette.read_text().replace('"t_ms": 120000.0', '"t_ms": 1e300'))
+    assert main(["replay", str(cassette), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"{cassette}:1: events[2].t_ms is 1e+300, not a time from 0 to 86400000 ms" in err
+    assert "--speed 0" in err
