@@ -226,10 +226,13 @@ class Recorder:
             recorded = Response(
                 response.status_code, _headers(response.headers), events=tuple(capture.events), tail=capture.tail
             )
-        elif capture is not None:
-            recorded = Response(response.status_code, _headers(response.headers), body=decode_body(capture.body()))
         else:
-            content = b"" if response.stream else (response.get_content(strict=False) or b"")
+            raw = capture.raw() if capture is not None else b"" if response.stream else response.raw_content or b""
+            content, undecodable = _decoded(raw, response.headers.get("content-encoding", ""))
+            if undecodable:  # judging the encoded bytes as text would only find false faults
+                recorded = Response(response.status_code, _headers(response.headers))
+                self._record(flow, recorded, flow.metadata.get(_FAILURE), not_run=undecodable)
+                return
             recorded = Response(response.status_code, _headers(response.headers), body=decode_body(content))
         self._record(flow, recorded, flow.metadata.get(_FAILURE))
 
@@ -514,6 +517,9 @@ class _BodyCapture:
         self._chunks.append(chunk)
         return chunk
 
+    def raw(self) -> bytes:
+        return b"".join(self._chunks)
+
     def body(self) -> bytes:
         raw = b"".join(self._chunks)
         if not self._encoding or not raw:
@@ -622,6 +628,23 @@ def _cannot_decode(content_encoding: str) -> str:
 
 def _identity(chunk: bytes) -> bytes:
     return chunk
+
+
+def _decoded(raw: bytes, content_encoding: str) -> tuple[bytes, str | None]:
+    """A whole body decoded, or the bytes as they are and why they could not be decoded."""
+    name = content_encoding.strip()
+    if not raw or name.lower() in ("", "identity"):
+        return raw, None
+    try:
+        decoded = encoding.decode(raw, name)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, bytes):
+        return decoded, None
+    return raw, (
+        f"the body is encoded with {name!r}, which this recorder cannot decode: it was passed through to the client "
+        "but not recorded"
+    )
 
 
 def _is_event_stream(response: http.Response) -> bool:

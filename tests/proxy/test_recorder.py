@@ -741,3 +741,27 @@ def test_a_zstd_event_stream_reaches_the_client_as_it_arrives(tmp_path: Path) ->
     events = json.loads(cassette.read_text())["response"]["events"]
     assert [e["data"] for e in events][-1] == "[DONE]"
     assert len(events) == 5
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed body", "buffered body"])
+def test_a_body_that_cannot_be_decoded_is_recorded_without_verdicts(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts, streamed: bool
+) -> None:
+    addon, _, cassette = recorder
+    flow = _chat_flow({"model": "m", "stream": streamed})
+    headers = [(b"content-type", b"application/json"), (b"content-encoding", b"xz")]
+    if streamed:
+        flow.response = _response(headers)
+        addon.responseheaders(flow)
+        _pass_through(flow, [b"\xfd7zXZ\x00", b"\x00\x04"])
+    else:
+        flow.response = tutils.tresp(headers=http.Headers([*headers, (b"content-length", b"8")]), content=b"")
+        flow.response.raw_content = b"\xfd7zXZ\x00\x00\x04"
+        addon.responseheaders(flow)
+        assert not flow.response.stream
+    addon.response(flow)
+    addon.drain()
+    line = json.loads(cassette.read_text())
+    assert line["verdicts_not_run"].startswith("the body is encoded with 'xz', which this recorder cannot decode")
+    assert line["response"]["body"] is None
+    assert fake_verdicts.seen == []
