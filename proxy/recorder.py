@@ -233,7 +233,7 @@ class Recorder:
                 recorded = Response(response.status_code, _headers(response.headers))
                 self._record(flow, recorded, flow.metadata.get(_FAILURE), not_run=undecodable)
                 return
-            recorded = Response(response.status_code, _headers(response.headers), body=decode_body(content))
+            recorded = Response(response.status_code, _headers(response.headers), body=_decode_body(content))
         self._record(flow, recorded, flow.metadata.get(_FAILURE))
 
     def error(self, flow: http.HTTPFlow) -> None:
@@ -278,7 +278,7 @@ class Recorder:
                 flow.response.status_code, _headers(flow.response.headers), events=tuple(capture.events), tail=tail
             )
         elif flow.response is not None and isinstance(capture, _BodyCapture):
-            body = decode_body(capture.body())
+            body = _decode_body(capture.body())
             recorded = Response(flow.response.status_code, _headers(flow.response.headers), body=body)
         upstream = f"{flow.request.scheme}://{flow.request.host}:{flow.request.port}"
         self._record(flow, recorded, f"{message} (upstream {upstream})")
@@ -327,7 +327,7 @@ class Recorder:
                 url=request.url,
                 path=request.path,
                 headers=_headers(request.headers),
-                body=decode_body(request.get_content(strict=False) or b""),
+                body=_decode_body(request.get_content(strict=False) or b""),
             ),
             response=response,
             error=error,
@@ -628,6 +628,14 @@ def _cannot_decode(content_encoding: str) -> str:
 
 def _identity(chunk: bytes) -> bytes:
     return chunk
+
+
+def _decode_body(raw: bytes) -> Any:
+    """`decode_body`, with a body nested too deeply for the JSON parser kept as text."""
+    try:
+        return decode_body(raw)
+    except RecursionError:
+        return raw.decode(errors="replace")
 
 
 def _decoded(raw: bytes, content_encoding: str) -> tuple[bytes, str | None]:

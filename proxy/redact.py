@@ -63,6 +63,12 @@ class Redactor:
 
     def exchange(self, exchange: Exchange) -> Exchange:
         """The exchange with every secret replaced (pure: the argument is left as it was)."""
+        try:
+            return self._exchange(exchange)
+        except RecursionError:  # a body nested too deeply to walk: it is not kept, so no secret in it can leak
+            return self._exchange(_without_bodies(exchange))
+
+    def _exchange(self, exchange: Exchange) -> Exchange:
         secrets: set[str] = set()
         request = exchange.request
         request = replace(
@@ -195,6 +201,20 @@ class Redactor:
         return event if redacted == value else _with_data(event, _dumps_like(redacted, event.data))
 
 
+_TOO_DEEP = "[not recorded: nested too deeply to redact]"
+
+
+def _without_bodies(exchange: Exchange) -> Exchange:
+    request = replace(exchange.request, body=_TOO_DEEP if exchange.request.body is not None else None)
+    response = exchange.response
+    if response is not None:
+        events = response.events
+        if events is not None:
+            events = tuple(replace(e, data=None if e.data is None else _TOO_DEEP, raw=_TOO_DEEP) for e in events)
+        response = replace(response, body=None if response.body is None else _TOO_DEEP, events=events, tail="")
+    return replace(exchange, request=request, response=response)
+
+
 def _measure(name: str) -> bool:
     """Whether a name is a timing, count or index (`predicted_per_token_ms`, `timeToFirstTokenSec`)."""
     snake = _CAMEL.sub("_", name).lower().replace("-", "_")
@@ -226,9 +246,11 @@ _NOT_JSON = _NotJson()
 
 
 def _loads(text: str) -> Any:
+    """The JSON value of `text`, `_NOT_JSON` when it is not JSON; RecursionError when it is nested too deeply to
+    read, so that `Redactor.exchange` drops the body rather than keep text it could not look into."""
     try:
         return json.loads(text)
-    except (ValueError, RecursionError):
+    except ValueError:
         return _NOT_JSON
 
 

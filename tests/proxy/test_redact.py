@@ -430,3 +430,22 @@ def test_every_shape_of_secret_is_kept_off_the_cassette_and_the_har(tmp_path: Pa
     joined = _joined_arguments(_stream([e["data"] for e in lines[0]["response"]["events"][:-1]]))
     assert json.loads(joined) == {"city": "Paris", "api_key": REDACTED, "password": REDACTED}
     assert lines[2]["request"]["body"] == "client_secret=[REDACTED]&grant_type=x"
+
+
+def test_a_body_too_deep_to_walk_is_dropped_not_kept_unredacted() -> None:
+    secret = "sk-deep-secret-123456"
+    text_body = '{"api_key": "' + secret + '", "x": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    deep: Any = {"api_key": secret}
+    for _ in range(5000):
+        deep = {"x": deep}
+    for body in (text_body, deep):
+        exchange = Exchange(
+            Request("POST", "http://h/v1/chat/completions", "/v1/chat/completions", {"x-api-key": "k-1234567"}, body),
+            Response(200, {"content-type": "text/event-stream"}, events=(SSEEvent(1, None, text_body, "data: x"),)),
+        )
+        redacted = Redactor().exchange(exchange)
+        assert redacted.request.body == "[not recorded: nested too deeply to redact]"
+        assert redacted.request.headers["x-api-key"] == REDACTED
+        assert redacted.response is not None
+        assert redacted.response.events is not None
+        assert secret not in (redacted.response.events[0].data or "")
