@@ -36,10 +36,11 @@ def warm_up() -> None:
 
 
 def worker_init(parent: int) -> None:
-    """Initializer of the verdicts worker process: Ctrl+C is the parent's to handle (it reaches the whole process
-    group; the parent then waits for the exchanges being judged), and the worker ends when its parent is gone
-    (killed with `kill -9`, say) instead of living on as an orphan."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Initializer of the verdicts worker process: Ctrl+C and SIGTERM are the parent's to handle (they reach the
+    whole process group; the parent then waits for the exchanges being judged, and ends the worker), and the
+    worker ends when its parent is gone (killed with `kill -9`, say) instead of living on as an orphan."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), name="parent-watch", daemon=True).start()
 
 

@@ -366,11 +366,12 @@ class Recorder:
     def _start_pool(self) -> None:
         if self._pool is not None:
             return
-        # The worker starts with SIGINT blocked (a signal mask survives fork and exec), so a Ctrl+C sent to the
-        # process group while it is still starting cannot kill it; its initializer then ignores SIGINT for good.
-        # The resource tracker starts first: starting it unblocks SIGINT in this thread (bpo-33613).
+        # The worker starts with SIGINT and SIGTERM blocked (a signal mask survives fork and exec), so a Ctrl+C or
+        # a SIGTERM sent to the process group while it is still starting cannot kill it; its initializer then
+        # ignores them for good. The resource tracker starts first: starting it unblocks both in this thread
+        # (bpo-33613).
         resource_tracker.ensure_running()
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             self._pool = ProcessPoolExecutor(
                 max_workers=1,
@@ -387,10 +388,11 @@ class Recorder:
         pool, self._pool, self._warm = self._pool, None, None
         if pool is None:
             return
-        # ProcessPoolExecutor cannot cancel a running job (terminate_workers() arrives in Python 3.14)
+        # ProcessPoolExecutor cannot cancel a running job (terminate_workers() arrives in Python 3.14); the
+        # worker ignores SIGTERM, so it is killed
         processes = list((getattr(pool, "_processes", None) or {}).values()) if kill else []
         for process in processes:
-            process.terminate()
+            process.kill()
         pool.shutdown(wait=not kill, cancel_futures=True)
         for process in processes:
             process.join(5)

@@ -251,21 +251,25 @@ def _two_exchanges(url: str) -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
-@pytest.mark.parametrize("how", ["SIGINT to the process group (Ctrl+C)", "SIGTERM to the process (kill)"])
+@pytest.mark.parametrize(
+    "how", ["SIGINT to the process group (Ctrl+C)", "SIGTERM to the process (kill)", "SIGTERM to the process group"]
+)
 def test_a_stop_right_after_the_last_response_keeps_every_exchange(
     fake_upstream: str, tmp_path: Path, how: str
 ) -> None:
     process, url = _start_record(fake_upstream, tmp_path)
     _two_exchanges(url)  # the verdicts worker may well be still starting
     children = _children(process.pid)
-    if how.startswith("SIGINT"):
-        os.killpg(process.pid, signal.SIGINT)
+    signum = signal.SIGINT if how.startswith("SIGINT") else signal.SIGTERM
+    if how.endswith("(kill)"):
+        process.send_signal(signum)
     else:
-        process.send_signal(signal.SIGTERM)
+        os.killpg(process.pid, signum)
     stdout, stderr = _finish(process)
     assert process.returncode == 0, stderr
     assert "Traceback" not in stderr
     assert "KeyboardInterrupt" not in stderr
+    assert "worker process failed" not in stderr
     assert "stopped: 2 exchanges recorded" in stdout
     lines = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
     assert sorted(line["request"]["path"] for line in lines) == ["/v1/chat/completions", "/v1/models"]
