@@ -44,18 +44,20 @@ def record(args: argparse.Namespace) -> int:
     def on_ready(url: str) -> None:
         print(f"recording {url} -> {upstream} into {out} (Ctrl+C to stop)", flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C is how a recording ends
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C before the proxy runs
         run_foreground(settings, on_entry, on_ready)
-    print(f"stopped: {count} exchanges recorded in {out}" + (f", HAR in {args.har}" if args.har else ""), flush=True)
+    if not count:
+        print("stopped: no exchange recorded" + (f" (no cassette written to {out})" if not out.exists() else ""))
+        return EXIT_OK
+    har = f", HAR in {args.har}" if args.har and Path(args.har).exists() else ""
+    print(f"stopped: {_count(count, 'exchange')} recorded in {out}{har}", flush=True)
     return EXIT_OK
 
 
 def check(args: argparse.Namespace) -> int:
     """Run the verdicts over a cassette and write report.json, report.html, junit.xml and report.md."""
     path = Path(args.cassette)
-    cassette = _read(path)
-    if not cassette.entries:
-        raise UsageError(f"{path}: no readable exchange in this cassette")
+    cassette = _read_exchanges(path)
 
     from conformance.catalog import ITEMS
     from conformance.report import write_reports
@@ -70,9 +72,10 @@ def check(args: argparse.Namespace) -> int:
         raise UsageError(f"--report-dir {directory}: cannot create it ({exc.strerror or exc})") from None
     written = write_reports(report, directory)
     summary = report.summary
+    exchanges = _count(len(cassette.entries), "exchange")
     print(
-        f"{len(cassette.entries)} exchanges from {path}: {summary['passed']} passed, {summary['failed']} failed, "
-        f"{summary['errors']} errors, {summary['skipped']} skipped, {summary['not_covered']} not covered"
+        f"{exchanges} from {path}: {summary['passed']} passed, {summary['failed']} failed, "
+        f"{_count(summary['errors'], 'error')}, {summary['skipped']} skipped, {summary['not_covered']} not covered"
     )
     for item in report.items:
         if item.status in (Status.FAIL, Status.ERROR):
@@ -89,8 +92,8 @@ def diff(args: argparse.Namespace) -> int:
     """Structural differences between two cassettes; exit 1 when there are any."""
     from proxy.diff import Change, diff_exchanges
 
-    old = _read(Path(args.old))
-    new = _read(Path(args.new))
+    old = _read_exchanges(Path(args.old))
+    new = _read_exchanges(Path(args.new))
     differences = diff_exchanges(old.exchanges, new.exchanges, args.ignore)
     if args.json:
         print(json.dumps([d.to_dict() for d in differences], indent=2, ensure_ascii=False, default=str))
@@ -99,9 +102,11 @@ def diff(args: argparse.Namespace) -> int:
             print(difference)
         unpaired = sum(d.change in (Change.ONLY_IN_OLD, Change.ONLY_IN_NEW) for d in differences)
         if differences:
-            print(f"{len(differences)} differences ({unpaired} unpaired exchanges)", file=sys.stderr)
+            print(
+                f"{_count(len(differences), 'difference')} ({_count(unpaired, 'unpaired exchange')})", file=sys.stderr
+            )
         else:
-            print(f"no structural difference ({len(old.entries)} exchanges paired)", file=sys.stderr)
+            print(f"no structural difference ({_count(len(old.entries), 'exchange')} paired)", file=sys.stderr)
     return EXIT_DIFFERENT if differences else EXIT_OK
 
 
@@ -109,13 +114,20 @@ def replay(args: argparse.Namespace) -> int:
     """Serve the cassette's responses to matching requests until Ctrl+C."""
     import uvicorn
 
-    from proxy.replay import ReplayApp
+    from proxy.replay import ReplayApp, ReplayServer, absurd_time
 
     path = Path(args.cassette)
-    cassette = _read(path)
-    if args.speed < 0:
+    cassette = _read_exchanges(path)
+    if not args.speed >= 0 or args.speed == float("inf"):
         raise UsageError(f"--speed {args.speed}: give 0 (no delay) or a positive multiplier such as 1 or 2")
-    app = ReplayApp(cassette.exchanges, speed=args.speed)
+    if args.speed > 0:
+        for entry in cassette.entries:
+            problem = absurd_time(entry.exchange)
+            if problem:
+                raise UsageError(
+                    f"{path}:{entry.line}: {problem}; fix or remove that line, or replay with --speed 0 (no delay)"
+                )
+    app = ReplayApp(cassette.exchanges, speed=args.speed, log=_print)
     try:
         sock = socket.create_server((args.host, args.port))
     except OSError as exc:
@@ -123,8 +135,16 @@ def replay(args: argparse.Namespace) -> int:
             f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); try another --port"
         ) from None
     host, port = sock.getsockname()[:2]
-    print(f"replaying {len(cassette.entries)} exchanges from {path} on http://{host}:{port} (speed {args.speed:g})")
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    exchanges = _count(len(cassette.entries), "exchange")
+    _print(f"replaying {exchanges} from {path} on http://{host}:{port} (speed {args.speed:g})")
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        lifespan="on",
+        server_header=False,  # the recorded `Server` header is replayed instead
+        timeout_graceful_shutdown=_REPLAY_SHUTDOWN_S,
+    )
+    server = ReplayServer(config, app)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
@@ -134,10 +154,33 @@ def replay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _read(path: Path) -> Cassette:
+_REPLAY_SHUTDOWN_S = 2
+"""On Ctrl+C, how long `replay` lets responses in progress go on before it cuts them."""
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 exchange`, `2 exchanges`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+_MAX_BAD_LINES = 10
+"""Bad lines reported one by one per file; the rest are counted."""
+
+
+def _read_exchanges(path: Path) -> Cassette:
+    """The cassette, its bad lines reported on stderr; UsageError when not one exchange in it can be read."""
     cassette = read_cassette(path)
-    for bad in cassette.bad_lines:
+    for bad in cassette.bad_lines[:_MAX_BAD_LINES]:
         print(str(bad), file=sys.stderr)
+    more = len(cassette.bad_lines) - _MAX_BAD_LINES
+    if more > 0:
+        print(f"{path}: ... and {_count(more, 'more bad line')} skipped", file=sys.stderr)
+    if not cassette.entries:
+        raise UsageError(f"{path}: no readable exchange in this cassette")
     return cassette
 
 

@@ -1,8 +1,10 @@
-"""HAR 1.2 export of recorded (already redacted) exchanges, for browser devtools: SSE bodies as text, with timings."""
+"""HAR 1.2 export of recorded (already redacted) exchanges, for browser devtools: SSE bodies as text, with timings;
+and the way back, `python -m proxy.har IN.har OUT.jsonl`, for traffic saved from devtools."""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -10,9 +12,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from conformance.exchange import Exchange, Response
+from conformance.client import decode_body
+from conformance.exchange import Exchange, Request, Response
+from conformance.sse import parse_sse
 
-__all__ = ["HarRecord", "HarTimings", "event_stream_text", "har_document", "write_har"]
+__all__ = ["HarRecord", "HarTimings", "event_stream_text", "har_document", "read_har", "write_har"]
 
 _CREATOR = {"name": "llm-conformance proxy", "version": "1"}
 
@@ -130,3 +134,94 @@ def _response(response: Response | None, http_version: str) -> dict[str, Any]:
 
 def _headers(headers: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"name": k, "value": v} for k, v in headers.items()]
+
+
+def read_har(document: Mapping[str, Any]) -> list[Exchange]:
+    """The exchanges of a HAR document (devtools' "Save all as HAR", or `conformance record --har`); an event
+    stream's text is parsed into events, all at `t_ms` 0 (HAR keeps no per-event time). ValueError when it is not
+    a HAR document."""
+    log = document.get("log")
+    if not isinstance(log, Mapping) or not isinstance(log.get("entries"), list):
+        raise ValueError("not a HAR document (no log.entries)")
+    return [_exchange(entry) for entry in log["entries"] if isinstance(entry, Mapping)]
+
+
+def _exchange(entry: Mapping[str, Any]) -> Exchange:
+    request, response = entry.get("request") or {}, entry.get("response") or {}
+    url = str(request.get("url", ""))
+    parts = urlsplit(url)
+    text = (request.get("postData") or {}).get("text")
+    recorded = Request(
+        method=str(request.get("method", "GET")),
+        url=url,
+        path=(parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+        headers=_header_map(request.get("headers")),
+        body=decode_body(text.encode()) if isinstance(text, str) else None,
+    )
+    status = response.get("status")
+    if not isinstance(status, int) or status <= 0:  # no answer: devtools shows status 0
+        return Exchange(recorded, None, error=str(entry.get("_error") or "no response"), started_at=_started(entry))
+    headers = _header_map(response.get("headers"))
+    content = str((response.get("content") or {}).get("text") or "")
+    if headers.get("content-type", "").split(";")[0].strip().lower() == "text/event-stream":
+        events, tail = parse_sse(content.encode())
+        answer = Response(status, headers, events=tuple(events), tail=tail)
+    else:
+        answer = Response(status, headers, body=decode_body(content.encode()))
+    time_ms = entry.get("time")
+    return Exchange(
+        recorded,
+        answer,
+        error=entry.get("_error"),
+        started_at=_started(entry),
+        duration_ms=float(time_ms) if isinstance(time_ms, int | float) else 0.0,
+    )
+
+
+def _started(entry: Mapping[str, Any]) -> str:
+    return str(entry.get("startedDateTime") or "")
+
+
+def _header_map(headers: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for header in headers if isinstance(headers, list) else ():
+        if isinstance(header, Mapping) and "name" in header:
+            name = str(header["name"]).lower()
+            if name.startswith(":"):  # HTTP/2 pseudo-headers
+                continue
+            value = str(header.get("value", ""))
+            out[name] = f"{out[name]}, {value}" if name in out else value
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m proxy.har IN.har OUT.jsonl`: a cassette of the HAR's exchanges, redacted as the recorder does."""
+    from proxy.cassette import CassetteWriter, Entry
+    from proxy.redact import Redactor
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2:
+        print("usage: python -m proxy.har IN.har OUT.jsonl", file=sys.stderr)
+        return 2
+    source, target = Path(args[0]), Path(args[1])
+    try:
+        exchanges = read_har(json.loads(source.read_text(encoding="utf-8-sig")))
+    except (OSError, ValueError, RecursionError) as exc:
+        print(f"{source}: cannot read it as a HAR file ({exc})", file=sys.stderr)
+        return 2
+    writer = CassetteWriter(target)
+    redactor = Redactor()
+    try:
+        for exchange in exchanges:
+            writer.write(Entry(redactor.exchange(exchange)))
+    except OSError as exc:
+        print(f"{target}: cannot write the cassette ({exc.strerror or exc})", file=sys.stderr)
+        return 2
+    finally:
+        writer.close()
+    print(f"{len(exchanges)} exchange{'' if len(exchanges) == 1 else 's'} from {source} written to {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,7 +13,7 @@ from conformance.check import Item, Kind, Status
 from conformance.exchange import Exchange
 from conformance.findings import Finding
 from conformance.results import CheckResult, ItemResult, RunReport, TargetInfo, item_status
-from proxy.cassette import Cassette
+from proxy.cassette import Cassette, Entry
 
 __all__ = ["RECORDED_CHECK", "Validate", "judge"]
 
@@ -36,6 +36,8 @@ def judge(cassette: Cassette, items: Sequence[Item], validate: Validate) -> RunR
     models: set[str] = set()
     for entry in cassette.entries:
         exchange = entry.exchange
+        if _body_not_recorded(entry):
+            continue
         if isinstance(exchange.request.json.get("model"), str):
             models.add(exchange.request.json["model"])
         try:
@@ -45,7 +47,7 @@ def judge(cassette: Cassette, items: Sequence[Item], validate: Validate) -> RunR
             crashes[exchange.endpoint].append(
                 {"line": entry.line, "error": f"{type(exc).__name__}: {exc}", "endpoint": exchange.endpoint}
             )
-    exchanges = [entry.exchange for entry in cassette.entries]
+    exchanges = [entry.exchange for entry in cassette.entries if not _body_not_recorded(entry)]
     results = [_item_result(item, findings.pop(item.id, []), exchanges, crashes) for item in items]
     for item_id, orphans in sorted(findings.items()):  # findings for items the catalog does not list
         results.append(
@@ -58,6 +60,13 @@ def judge(cassette: Cassette, items: Sequence[Item], validate: Validate) -> RunR
         items=tuple(results),
         meta={"cassette": str(cassette.path), "exchanges": len(cassette.entries)},
     )
+
+
+def _body_not_recorded(entry: Entry) -> bool:
+    """A response the recorder passed through without recording it (an encoding it could not decode): judging
+    its missing body would only find what is missing from the cassette, not from the wire."""
+    response = entry.exchange.response
+    return bool(entry.verdicts_not_run) and response is not None and response.body is None and response.events is None
 
 
 def _endpoint(text: str) -> str:
@@ -94,18 +103,53 @@ def _item_result(
     checks: list[CheckResult] = []
     if errors:
         checks.append(
-            CheckResult("verdicts", Status.ERROR, f"the verdicts crashed on {len(errors)} exchanges", tuple(errors))
+            CheckResult(
+                "verdicts",
+                Status.ERROR,
+                f"the verdicts crashed on {len(errors)} exchange{'' if len(errors) == 1 else 's'}",
+                tuple(errors),
+            )
         )
     summary = ", ".join(f"{n} x {e}" for e, n in seen.items())
     checks.append(CheckResult(RECORDED_CHECK, Status.PASS, f"no finding in {summary}"))
     return result(item_status(checks), tuple(checks))
 
 
+_MESSAGE_LIMIT = 500
+"""Characters of distinct finding messages a failed item's message quotes; the evidence holds them all."""
+
+
 def _failed(check_id: str, findings: list[Finding]) -> CheckResult:
     lines = sorted({f.exchange for f in findings if f.exchange is not None})
-    where = f" (cassette lines {', '.join(map(str, lines))})" if lines else ""
-    message = f"{len(findings)} findings{where}: " + "; ".join(sorted({f.message for f in findings}))[:500]
-    return CheckResult(check_id, Status.FAIL, message, tuple(f.to_dict() for f in findings))
+    where = ""
+    if lines:
+        where = f" (cassette line{'' if len(lines) == 1 else 's'} {', '.join(map(str, lines))})"
+    head = f"{len(findings)} finding{'' if len(findings) == 1 else 's'}{where}: "
+    return CheckResult(
+        check_id,
+        Status.FAIL,
+        head + _quoted(sorted({f.message for f in findings})),
+        tuple(f.to_dict() for f in findings),
+    )
+
+
+def _quoted(messages: list[str]) -> str:
+    """Whole messages joined with `; ` up to `_MESSAGE_LIMIT` characters, then how many were left out; a single
+    message longer than that is cut at a word boundary."""
+    shown: list[str] = []
+    length = 0
+    for message in messages:
+        if shown and length + len(message) + 2 > _MESSAGE_LIMIT:
+            break
+        if len(message) > _MESSAGE_LIMIT:
+            message = message[
+                : message.rfind(" ", 0, _MESSAGE_LIMIT) if " " in message[:_MESSAGE_LIMIT] else _MESSAGE_LIMIT
+            ]
+            message = message.rstrip(" ,;:") + " ..."
+        shown.append(message)
+        length += len(message) + 2
+    left = len(messages) - len(shown)
+    return "; ".join(shown) + (f" (and {left} more)" if left else "")
 
 
 def _target(cassette: Cassette, models: set[str]) -> TargetInfo:

@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import time
 import zlib
@@ -27,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import UTC, datetime
+from multiprocessing import resource_tracker
 from typing import Any, cast
 
 from mitmproxy import exceptions, http
@@ -41,7 +43,7 @@ from conformance.exchange import Exchange, Request, Response, SSEEvent
 from conformance.sse import SSEParser
 from proxy.cassette import CassetteWriter, Entry
 from proxy.har import HarRecord, HarTimings, write_har
-from proxy.live import judge, warm_up
+from proxy.live import judge, warm_up, worker_init
 from proxy.redact import Redactor
 
 __all__ = ["Recorder", "addons"]
@@ -54,8 +56,13 @@ _VERDICTS_TIMEOUT_S = 10
 """Default of the `verdicts_timeout` option: how long one exchange's verdicts may take."""
 _WARM_UP_TIMEOUT_S = 60.0
 """How long a fresh worker process may take to start and import the verdicts before the timer starts."""
+_EXIT_VERDICTS_S = 5.0
+"""At exit, how long the verdicts may still run on the exchanges waiting for them; those left are written without
+verdicts, with a `verdicts_not_run` note (`conformance check` runs them later)."""
 _EXIT_GRACE_S = 20.0
-"""At exit, how long to wait for queued exchanges beyond one verdicts timeout before giving up on them."""
+"""At exit, how long to wait beyond that for the writer (redaction, the disk) before giving up on what is left."""
+_STOPPED = "the recorder stopped before the verdicts could run"
+_CUT_OFF = "the recorder stopped before the exchange completed"
 _NO_BODY_STATUS = frozenset({204, 304})
 
 
@@ -92,6 +99,11 @@ class Recorder:
         self._verdicts_missing_logged = False
         self._open_upstreams: Counter[tuple[str, int]] = Counter()
         """Open server connections per address: while there is one, the upstream is known to accept."""
+        self._in_flight: dict[str, http.HTTPFlow] = {}
+        """Flows whose request has arrived and that are not recorded yet: at exit they are recorded as failed."""
+        self._stop_at: float | None = None
+        """Once `done` has begun: the monotonic time after which the verdicts are no longer waited for."""
+        self._stopping = False
 
     # --- mitmproxy events ---------------------------------------------------------------------------
 
@@ -176,6 +188,9 @@ class Recorder:
             return
         writer.close()
 
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        self._in_flight[flow.id] = flow
+
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
         if data.server.address is not None:
             self._open_upstreams[_address(data.server.address)] += 1
@@ -203,37 +218,45 @@ class Recorder:
         response = flow.response
         assert response is not None
         capture = self._captures.pop(flow.id, None)
+        if isinstance(capture, _StreamCapture) and capture.undecodable:
+            recorded = Response(response.status_code, _headers(response.headers))
+            self._record(flow, recorded, flow.metadata.get(_FAILURE), not_run=capture.undecodable)
+            return
         if isinstance(capture, _StreamCapture):
             recorded = Response(
                 response.status_code, _headers(response.headers), events=tuple(capture.events), tail=capture.tail
             )
-        elif capture is not None:
-            recorded = Response(response.status_code, _headers(response.headers), body=decode_body(capture.body()))
         else:
-            content = b"" if response.stream else (response.get_content(strict=False) or b"")
-            recorded = Response(response.status_code, _headers(response.headers), body=decode_body(content))
+            raw = capture.raw() if capture is not None else b"" if response.stream else response.raw_content or b""
+            content, undecodable = _decoded(raw, response.headers.get("content-encoding", ""))
+            if undecodable:  # judging the encoded bytes as text would only find false faults
+                recorded = Response(response.status_code, _headers(response.headers))
+                self._record(flow, recorded, flow.metadata.get(_FAILURE), not_run=undecodable)
+                return
+            recorded = Response(response.status_code, _headers(response.headers), body=_decode_body(content))
         self._record(flow, recorded, flow.metadata.get(_FAILURE))
 
     def error(self, flow: http.HTTPFlow) -> None:
         message = flow.error.msg if flow.error else "unknown error"
-        capture = self._captures.pop(flow.id, None)
-        recorded = None
-        if flow.response is not None and isinstance(capture, _StreamCapture):
-            tail = capture.close()  # the stream broke off: keep what arrived
-            recorded = Response(
-                flow.response.status_code, _headers(flow.response.headers), events=tuple(capture.events), tail=tail
-            )
-        elif flow.response is not None and isinstance(capture, _BodyCapture):
-            body = decode_body(capture.body())
-            recorded = Response(flow.response.status_code, _headers(flow.response.headers), body=body)
-        upstream = f"{flow.request.scheme}://{flow.request.host}:{flow.request.port}"
-        self._record(flow, recorded, f"{message} (upstream {upstream})")
+        if self._stopping:  # mitmproxy closing the connections on its way out, not the client or the server
+            message = f"{_CUT_OFF} ({message.rstrip('.')})"
+        self._record_broken_off(flow, message)
+
+    def stopping(self) -> None:
+        """Say that the proxy is about to shut down (thread-safe): exchanges it cuts off are recorded as such."""
+        self._stopping = True
 
     def done(self) -> None:
-        grace = self._verdicts_timeout() + _EXIT_GRACE_S
+        self._stopping = True
+        for flow in list(self._in_flight.values()):  # cut off by the exit: keep what arrived
+            self._record_broken_off(flow, _CUT_OFF)
+        window = min(self._verdicts_timeout(), _EXIT_VERDICTS_S)
+        self._stop_at = time.monotonic() + window
+        grace = window + _EXIT_GRACE_S
         left = self.drain(timeout=grace)
         if left:
-            logger.error(f"recorder: {left} exchanges were still being judged {grace:g} s after exit; not recorded")
+            what = "1 exchange was" if left == 1 else f"{left} exchanges were"
+            logger.error(f"recorder: {what} still being written {grace:g} s after exit; not recorded")
         self._executor.shutdown()
         self._stop_pool(kill=bool(left))
         if self._har_path is not None and self._har:
@@ -244,6 +267,21 @@ class Recorder:
             writer.close()
 
     # --- helpers ------------------------------------------------------------------------------------
+
+    def _record_broken_off(self, flow: http.HTTPFlow, message: str) -> None:
+        """Record a flow that failed or was cut off, with the part of the response that did arrive."""
+        capture = self._captures.pop(flow.id, None)
+        recorded = None
+        if flow.response is not None and isinstance(capture, _StreamCapture):
+            tail = capture.close()  # the stream broke off: keep what arrived
+            recorded = Response(
+                flow.response.status_code, _headers(flow.response.headers), events=tuple(capture.events), tail=tail
+            )
+        elif flow.response is not None and isinstance(capture, _BodyCapture):
+            body = _decode_body(capture.body())
+            recorded = Response(flow.response.status_code, _headers(flow.response.headers), body=body)
+        upstream = f"{flow.request.scheme}://{flow.request.host}:{flow.request.port}"
+        self._record(flow, recorded, f"{message} (upstream {upstream})")
 
     def drain(self, timeout: float | None = None) -> int:
         """Wait until every completed exchange is written (tests call it before reading the cassette), or at
@@ -273,13 +311,14 @@ class Recorder:
             self._writer = None
         if not value:
             return
-        path = _writable_path("cassette", value)
-        try:
-            self._writer = CassetteWriter(path)
-        except OSError as exc:
-            raise exceptions.OptionsError(f"cassette: cannot open {path} ({exc.strerror or exc})") from None
+        self._writer = CassetteWriter(_writable_path("cassette", value))
 
-    def _record(self, flow: http.HTTPFlow, response: Response | None, error: str | None) -> None:
+    def _record(
+        self, flow: http.HTTPFlow, response: Response | None, error: str | None, *, not_run: str | None = None
+    ) -> None:
+        """Queue the exchange for the writer; `not_run` says why it must be written without verdicts."""
+        if self._in_flight.pop(flow.id, None) is None and self._stop_at is not None:
+            return  # recorded by `done` already, as cut off by the exit
         end = time.time()
         request = flow.request
         exchange = Exchange(
@@ -288,7 +327,7 @@ class Recorder:
                 url=request.url,
                 path=request.path,
                 headers=_headers(request.headers),
-                body=decode_body(request.get_content(strict=False) or b""),
+                body=_decode_body(request.get_content(strict=False) or b""),
             ),
             response=response,
             error=error,
@@ -297,16 +336,22 @@ class Recorder:
             duration_ms=round((end - request.timestamp_start) * 1000, 3),
         )
         timings = _timings(flow, end)
-        job = (exchange, timings, request.http_version, self._redact, self._opts().validate)
+        job = (exchange, timings, request.http_version, self._redact, self._opts().validate, not_run)
         self._pending = [f for f in self._pending if not f.done()]
         self._pending.append(self._executor.submit(self._finish, *job))
 
     def _finish(
-        self, exchange: Exchange, timings: HarTimings, http_version: str, redact: tuple[str, ...], validate: bool
+        self,
+        exchange: Exchange,
+        timings: HarTimings,
+        http_version: str,
+        redact: tuple[str, ...],
+        validate: bool,
+        not_run: str | None,
     ) -> None:
         """On the writer thread, in completion order: judge, write, report. Never raises into mitmproxy."""
         try:
-            entry = self._judge(exchange, redact, validate)
+            entry = _not_run(exchange, redact, not_run) if not_run else self._judge(exchange, redact, validate)
             if self._writer is not None:
                 self._writer.write(entry)
             if self._har_path is not None:
@@ -319,33 +364,58 @@ class Recorder:
             logger.exception(f"recorder: could not record {exchange.request.method} {exchange.endpoint}")
 
     def _start_pool(self) -> None:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            self._warm = self._pool.submit(warm_up)
+        if self._pool is not None:
+            return
+        # The worker starts with SIGINT and SIGTERM blocked (a signal mask survives fork and exec), so a Ctrl+C or
+        # a SIGTERM sent to the process group while it is still starting cannot kill it; its initializer then
+        # ignores them for good. The resource tracker starts first: starting it unblocks both in this thread
+        # (bpo-33613).
+        resource_tracker.ensure_running()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=worker_init,
+                initargs=(os.getpid(),),
+            )
+            self._warm = self._pool.submit(warm_up)  # starts the process, from this thread
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def _stop_pool(self, *, kill: bool) -> None:
         """Shut the worker process down; `kill` terminates it first (it may be stuck in a verdict)."""
         pool, self._pool, self._warm = self._pool, None, None
         if pool is None:
             return
-        # ProcessPoolExecutor cannot cancel a running job (terminate_workers() arrives in Python 3.14)
+        # ProcessPoolExecutor cannot cancel a running job (terminate_workers() arrives in Python 3.14); the
+        # worker ignores SIGTERM, so it is killed
         processes = list((getattr(pool, "_processes", None) or {}).values()) if kill else []
         for process in processes:
-            process.terminate()
+            process.kill()
         pool.shutdown(wait=not kill, cancel_futures=True)
         for process in processes:
             process.join(5)
 
     def _judge(self, exchange: Exchange, redact: tuple[str, ...], validate: bool) -> Entry:
         timeout = self._verdicts_timeout()
-        if self._opts().verdicts_process and not self._pool_failed:
+        warm_up_timeout = _WARM_UP_TIMEOUT_S
+        stopping = self._stop_at is not None
+        if self._stop_at is not None:  # exiting: the verdicts get what is left of the exit window, or nothing
+            left = self._stop_at - time.monotonic()
+            if left <= 0:
+                return _not_run(exchange, redact)
+            timeout = warm_up_timeout = min(timeout, left)
+        elif self._opts().verdicts_process and not self._pool_failed:
             self._start_pool()
         if self._pool is not None:
             try:
                 if self._warm is not None:  # a fresh worker's start-up is not the verdicts' time
-                    self._warm.result(_WARM_UP_TIMEOUT_S)
+                    self._warm.result(warm_up_timeout)
                 return self._pool.submit(judge, exchange, redact, validate).result(timeout)
             except TimeoutError:
+                if stopping:
+                    return _not_run(exchange, redact)
                 logger.error(f"recorder: verdicts timed out after {timeout:g} s; starting a new worker process")
                 self._stop_pool(kill=True)
                 return _timed_out(exchange, redact, timeout)
@@ -353,7 +423,13 @@ class Recorder:
                 logger.error(f"recorder: the verdicts worker process failed ({exc!r}); judging in this process")
                 self._stop_pool(kill=True)
                 self._pool_failed = True
-        return _judge_in_thread(exchange, redact, validate, timeout)
+        entry = _judge_in_thread(exchange, redact, validate, timeout)
+        if entry is not None:
+            return entry
+        if stopping:
+            return _not_run(exchange, redact)
+        logger.error(f"recorder: verdicts timed out after {timeout:g} s; their thread is left behind")
+        return _timed_out(exchange, redact, timeout)
 
     def _log_validator_error(self, entry: Entry) -> None:
         error = entry.validator_error
@@ -403,8 +479,9 @@ class _SerialWorker:
                 future.set_result(None)
 
 
-def _judge_in_thread(exchange: Exchange, redact: tuple[str, ...], validate: bool, timeout: float) -> Entry:
-    """`judge` on a daemon thread, given up after `timeout` seconds (the thread is left to finish on its own)."""
+def _judge_in_thread(exchange: Exchange, redact: tuple[str, ...], validate: bool, timeout: float) -> Entry | None:
+    """`judge` on a daemon thread; None when it is given up after `timeout` seconds (the thread is left to finish
+    on its own)."""
     result: list[Entry] = []
     failure: list[BaseException] = []
 
@@ -419,14 +496,15 @@ def _judge_in_thread(exchange: Exchange, redact: tuple[str, ...], validate: bool
     thread.join(timeout)
     if failure:
         raise failure[0]
-    if not result:
-        logger.error(f"recorder: verdicts timed out after {timeout:g} s; their thread is left behind")
-        return _timed_out(exchange, redact, timeout)
-    return result[0]
+    return result[0] if result else None
 
 
 def _timed_out(exchange: Exchange, redact: tuple[str, ...], timeout: float) -> Entry:
     return Entry(Redactor.with_names(redact).exchange(exchange), (), f"verdicts timed out after {timeout:g} s")
+
+
+def _not_run(exchange: Exchange, redact: tuple[str, ...], why: str = _STOPPED) -> Entry:
+    return Entry(Redactor.with_names(redact).exchange(exchange), verdicts_not_run=why)
 
 
 class _BodyCapture:
@@ -441,6 +519,9 @@ class _BodyCapture:
         self._chunks.append(chunk)
         return chunk
 
+    def raw(self) -> bytes:
+        return b"".join(self._chunks)
+
     def body(self) -> bytes:
         raw = b"".join(self._chunks)
         if not self._encoding or not raw:
@@ -453,55 +534,127 @@ class _BodyCapture:
 
 
 class _StreamCapture:
-    """The `flow.response.stream` callable: returns every chunk unchanged and parses a copy into timed events."""
+    """The `flow.response.stream` callable: returns every chunk unchanged and parses a copy into timed events.
+
+    Decoded bytes are handed to the parser only once they hold a line end, so that an event of any size costs
+    time in proportion to its size (the parser joins what it holds with each new piece it is fed). When the
+    content encoding cannot be decoded here, the stream is still passed through but not parsed: `undecodable`
+    says why.
+    """
 
     def __init__(self, started: float, content_encoding: str) -> None:
         self._started = started
         self._parser = SSEParser()
         self._decode = _decompressor(content_encoding)
+        self.undecodable = None if self._decode is not None else _cannot_decode(content_encoding)
         self._broken = False
+        self._held: list[bytes] = []
         self.events: list[SSEEvent] = []
         self.tail = ""
 
     def __call__(self, chunk: bytes) -> bytes:
-        if self._broken:
+        if self._broken or self._decode is None:
             return chunk
         try:
             if chunk:
-                t_ms = round((time.time() - self._started) * 1000, 3)
-                self.events.extend(self._parser.feed(self._decode(chunk), t_ms))
+                self._feed(self._decode(chunk))
             else:
-                self.tail = self.close()
+                self.close()
         except Exception:
             self._broken = True
             logger.exception("recorder: could not parse the event stream; it is passed on but no longer recorded")
         return chunk
 
+    def _feed(self, decoded: bytes) -> None:
+        if not decoded:
+            return
+        if b"\n" not in decoded and b"\r" not in decoded:
+            self._held.append(decoded)  # the middle of a line: nothing to parse yet
+            return
+        if self._held:
+            decoded = b"".join([*self._held, decoded])
+            self._held.clear()
+        self.events.extend(self._parser.feed(decoded, self._now()))
+
     def close(self) -> str:
-        t_ms = round((time.time() - self._started) * 1000, 3)
-        self.tail = self._parser.close(t_ms)
+        if self._held:
+            self.events.extend(self._parser.feed(b"".join(self._held), self._now()))
+            self._held.clear()
+        self.tail = self._parser.close(self._now())
         return self.tail
 
+    def _now(self) -> float:
+        return round((time.time() - self._started) * 1000, 3)
 
-def _decompressor(encoding: str) -> Callable[[bytes], bytes]:
-    encoding = encoding.strip().lower()
-    if encoding in ("gzip", "x-gzip"):
+
+def _decompressor(content_encoding: str) -> Callable[[bytes], bytes] | None:
+    """A streaming decoder for the content encoding, None when there is none here (an unknown encoding, several
+    encodings, or a decoder that is not installed)."""
+    name = content_encoding.strip().lower()
+    if name in ("", "identity"):
+        return _identity
+    if name in ("gzip", "x-gzip"):
         return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress
-    if encoding == "deflate":
+    if name == "deflate":
         return zlib.decompressobj().decompress
-    if encoding == "br":
-        import brotli
+    try:
+        if name == "br":
+            import brotli
 
-        return cast(Callable[[bytes], bytes], brotli.Decompressor().process)
-    if encoding == "zstd":
+            return cast(Callable[[bytes], bytes], brotli.Decompressor().process)
+        if name == "zstd":
+            return _zstd_decompressor()
+    except ImportError:
+        return None
+    return None
+
+
+def _zstd_decompressor() -> Callable[[bytes], bytes]:
+    try:
         import zstandard
+    except ImportError:  # the standard library's (3.14), or its backport, which mitmproxy 12.3 uses
+        try:
+            from compression import zstd  # type: ignore[import-not-found,unused-ignore]  # Python 3.14+
+        except ImportError:
+            from backports import zstd  # type: ignore[import-not-found,no-redef,unused-ignore]  # older Pythons
+        return cast(Callable[[bytes], bytes], zstd.ZstdDecompressor().decompress)
+    return cast(Callable[[bytes], bytes], zstandard.ZstdDecompressor().decompressobj().decompress)
 
-        return cast(Callable[[bytes], bytes], zstandard.ZstdDecompressor().decompressobj().decompress)
-    return _identity
+
+def _cannot_decode(content_encoding: str) -> str:
+    return (
+        f"the event stream is encoded with {content_encoding.strip()!r}, which this recorder cannot decode: it was "
+        "passed through to the client but not recorded"
+    )
 
 
 def _identity(chunk: bytes) -> bytes:
     return chunk
+
+
+def _decode_body(raw: bytes) -> Any:
+    """`decode_body`, with a body nested too deeply for the JSON parser kept as text."""
+    try:
+        return decode_body(raw)
+    except RecursionError:
+        return raw.decode(errors="replace")
+
+
+def _decoded(raw: bytes, content_encoding: str) -> tuple[bytes, str | None]:
+    """A whole body decoded, or the bytes as they are and why they could not be decoded."""
+    name = content_encoding.strip()
+    if not raw or name.lower() in ("", "identity"):
+        return raw, None
+    try:
+        decoded = encoding.decode(raw, name)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, bytes):
+        return decoded, None
+    return raw, (
+        f"the body is encoded with {name!r}, which this recorder cannot decode: it was passed through to the client "
+        "but not recorded"
+    )
 
 
 def _is_event_stream(response: http.Response) -> bool:
@@ -573,6 +726,8 @@ def _writable_path(option: str, value: str) -> Path:
         raise exceptions.OptionsError(f"{option}: {path} is a directory; give a file path like {path}/session.jsonl")
     if not path.parent.exists():
         raise exceptions.OptionsError(f"{option}: the directory {path.parent} does not exist; create it first")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise exceptions.OptionsError(f"{option}: cannot write {path} (permission denied); choose another path")
     return path
 
 
@@ -597,6 +752,8 @@ def summary_line(entry: Entry) -> str:
         parts.append(f"error: {exchange.error}")
     if entry.validator_error:
         parts.append(f"verdicts failed: {entry.validator_error}")
+    if entry.verdicts_not_run:
+        parts.append(f"verdicts not run: {entry.verdicts_not_run}")
     return " · ".join(parts)
 
 

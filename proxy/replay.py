@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from types import FrameType
 from typing import Any
+
+import uvicorn
 
 from conformance.client import decode_body
 from conformance.exchange import Exchange, Request, Response
 from proxy.pairing import describe, request_key
 from proxy.redact import Redactor
 
-__all__ = ["ReplayApp"]
+__all__ = ["MAX_WAIT_MS", "ReplayApp", "ReplayServer", "absurd_time"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -22,9 +27,27 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _DROPPED_HEADERS = frozenset(
-    {"content-length", "transfer-encoding", "content-encoding", "connection", "keep-alive", "date", "server"}
+    {"content-length", "transfer-encoding", "content-encoding", "connection", "keep-alive", "date"}
 )
-"""Not replayed: bodies are stored decoded, and the replaying server frames its own messages."""
+"""Not replayed: bodies are stored decoded, and the replaying server frames its own messages. `server` is kept, so
+that a report against a replay names the server that was recorded."""
+
+MAX_WAIT_MS = 24 * 3600 * 1000.0
+"""Latest recorded time (`t_ms`, `duration_ms`) a replay waits for: a day. Later, negative or non-finite times are
+not a recording's; `absurd_time` names them."""
+
+
+def absurd_time(exchange: Exchange) -> str | None:
+    """What is wrong with the recorded times of an exchange that replay would wait on, None when nothing is."""
+    response = exchange.response
+    if response is None:
+        return None
+    times = [("duration_ms", exchange.duration_ms)] if response.events is None else []
+    times += [(f"events[{n}].t_ms", e.t_ms) for n, e in enumerate(response.events or ())]
+    for name, value in times:
+        if not math.isfinite(value) or not 0 <= value <= MAX_WAIT_MS:
+            return f"{name} is {value!r}, not a time from 0 to {MAX_WAIT_MS:.0f} ms"
+    return None
 
 
 class ReplayApp:
@@ -34,10 +57,19 @@ class ReplayApp:
     scales the recorded pace (2 = twice as fast); 0 answers at once.
     """
 
-    def __init__(self, exchanges: Sequence[Exchange], speed: float = 1.0, redactor: Redactor | None = None) -> None:
-        if speed < 0:
+    def __init__(
+        self,
+        exchanges: Sequence[Exchange],
+        speed: float = 1.0,
+        redactor: Redactor | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if speed < 0 or not math.isfinite(speed):
             raise ValueError("speed must be 0 (no delay) or positive")
         self.speed = speed
+        self._log = log or _ignore
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing: asyncio.Event | None = None
         self._redactor = redactor or Redactor()
         self._recorded: dict[str, list[Exchange]] = defaultdict(list)
         for exchange in exchanges:
@@ -47,6 +79,7 @@ class ReplayApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
+            self._closing_event()  # on the server's loop, so that `close` can reach it from the start
             await _lifespan(receive, send)
             return
         if scope["type"] != "http":
@@ -57,10 +90,22 @@ class ReplayApp:
         recordings = self._recorded.get(key)
         if not recordings:
             await _send_json(send, 404, self._no_match(request))
+            self._log(f"{describe(request)} 404 · no recorded exchange matches")
             return
-        exchange = recordings[self._served[key] % len(recordings)]
+        turn = self._served[key] % len(recordings)
+        exchange = recordings[turn]
         self._served[key] += 1
-        await self._serve(exchange, started, send)
+        what = f"recording {turn + 1} of {len(recordings)}"
+        left = asyncio.Event()
+        watcher = asyncio.create_task(_watch_disconnect(receive, left))
+        try:
+            outcome = await self._serve(exchange, started, send, left)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        status = exchange.response.status if exchange.response is not None else 502
+        self._log(f"{describe(request)} {status} · {what}" + (f" · {outcome}" if outcome else ""))
 
     def _no_match(self, request: Request) -> dict[str, Any]:
         wanted = describe(request)
@@ -74,29 +119,87 @@ class ReplayApp:
             "no_recorded_exchange",
         )
 
-    async def _serve(self, exchange: Exchange, started: float, send: Send) -> None:
+    def close(self) -> None:
+        """Stop the responses in progress (a replay server shutting down): streams end after their current event.
+        Thread-safe, and safe to call from a signal handler."""
+        if self._loop is not None and self._closing is not None:
+            self._loop.call_soon_threadsafe(self._closing.set)
+
+    async def _serve(self, exchange: Exchange, started: float, send: Send, left: asyncio.Event) -> str:
+        """Send the recorded response; returns what the log line adds (the events sent, a client that left)."""
         response = exchange.response
         if response is None:
             await _send_json(send, 502, _error(f"recorded failure: {exchange.error}", "proxy_error", "recorded_error"))
-            return
+            return "a recorded failure"
         headers = _headers(response)
         if response.events is None:
-            await self._wait(started, exchange.duration_ms)
+            stop = await self._wait(started, exchange.duration_ms, left)
+            if stop == _LEFT:
+                return "the client left before the answer"
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
             await send({"type": "http.response.body", "body": _body_bytes(response)})
-            return
+            return ""
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        for event in response.events:
-            await self._wait(started, event.t_ms)
+        total = len(response.events)
+        for sent, event in enumerate(response.events):
+            stop = await self._wait(started, event.t_ms, left)
+            if stop == _LEFT:
+                return f"the client left after {sent} of {total} events"
+            if stop == _CLOSING:
+                await send({"type": "http.response.body", "body": b""})
+                return f"cut by the shutdown after {sent} of {total} events"
             await send({"type": "http.response.body", "body": (event.raw + "\n\n").encode(), "more_body": True})
         await send({"type": "http.response.body", "body": response.tail.encode()})
+        return f"{total} events"
 
-    async def _wait(self, started: float, at_ms: float) -> None:
-        if self.speed == 0:
-            return
-        delay = started + at_ms / 1000 / self.speed - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async def _wait(self, started: float, at_ms: float, left: asyncio.Event) -> str | None:
+        """Wait until `at_ms` after `started` (scaled by the speed); `_LEFT` when the client left first, `_CLOSING`
+        when the server began to shut down, else None."""
+        closing = self._closing_event()
+        if not left.is_set() and not closing.is_set() and self.speed > 0 and math.isfinite(at_ms):
+            delay = started + min(max(at_ms, 0.0), MAX_WAIT_MS) / 1000 / self.speed - time.perf_counter()
+            if delay > 0:
+                waiters = [asyncio.create_task(left.wait()), asyncio.create_task(closing.wait())]
+                await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+        if left.is_set():
+            return _LEFT
+        return _CLOSING if closing.is_set() else None
+
+    def _closing_event(self) -> asyncio.Event:
+        if self._closing is None:
+            self._loop = asyncio.get_running_loop()
+            self._closing = asyncio.Event()
+        return self._closing
+
+
+_LEFT = "left"
+_CLOSING = "closing"
+
+
+class ReplayServer(uvicorn.Server):
+    """uvicorn's server, which on Ctrl+C also tells the replay to end its streams (they would otherwise run on to
+    the end of their recorded pace, and hold the exit)."""
+
+    def __init__(self, config: uvicorn.Config, app: ReplayApp) -> None:
+        super().__init__(config)
+        self._replay = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._replay.close()
+        super().handle_exit(sig, frame)
+
+
+async def _watch_disconnect(receive: Receive, left: asyncio.Event) -> None:
+    """Once the request body is read, the next message is `http.disconnect`: the client has gone."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    left.set()
+
+
+def _ignore(line: str) -> None:
+    pass
 
 
 async def _request(scope: Scope, receive: Receive) -> Request:

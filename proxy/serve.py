@@ -6,6 +6,9 @@ from __future__ import annotations
 # AddonManager.add) are what this module is built on.
 # mypy: disable-error-code="no-untyped-call"
 import asyncio
+import os
+import signal
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,7 +27,7 @@ from conformance.errors import UsageError
 from proxy.cassette import Entry
 from proxy.recorder import Recorder
 
-__all__ = ["ProxySettings", "RunningProxy", "proxy_in_thread", "run_foreground", "upstream_root"]
+__all__ = ["ProxySettings", "RunningProxy", "check_port_free", "proxy_in_thread", "run_foreground", "upstream_root"]
 
 _START_TIMEOUT_S = 30.0
 
@@ -135,9 +138,27 @@ async def _run(master: Master) -> None:
 
 def _cannot_listen(settings: ProxySettings) -> UsageError:
     return UsageError(
-        f"cannot listen on {settings.listen_host}:{settings.listen_port} (is the port in use? pick another with "
-        "--listen-port)"
+        f"cannot listen on {settings.listen_host}:{settings.listen_port} (is the port in use?); pick another with "
+        "--listen-port"
     )
+
+
+def check_port_free(host: str, port: int) -> None:
+    """UsageError when `host:port` cannot be listened on, before mitmproxy tries it (and prints its own advice)."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); check the host") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's servers do
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise UsageError(f"cannot listen on {host}:{port} ({reason}); pick another with --listen-port") from None
 
 
 @contextmanager
@@ -181,12 +202,15 @@ def proxy_in_thread(settings: ProxySettings, on_entry: Callable[[Entry], None] |
         yield RunningProxy(host, port, recorder, master)
     finally:
         if master is not None and thread.is_alive():
+            recorder.stopping()
             master.shutdown()
         thread.join(_START_TIMEOUT_S)
 
 
 def run_foreground(settings: ProxySettings, on_entry: Callable[[Entry], None], on_ready: Callable[[str], None]) -> None:
-    """Serve until interrupted (Ctrl+C raises KeyboardInterrupt after the recorder has flushed)."""
+    """Serve until SIGINT (Ctrl+C) or SIGTERM (`kill`, `timeout`, the end of a CI step), then stop the same way
+    for both: the exchanges in flight are recorded as cut off, the completed ones are written, the HAR too."""
+    check_port_free(settings.listen_host, settings.listen_port)
     recorder = Recorder(on_entry)
 
     async def main() -> None:
@@ -203,6 +227,14 @@ def run_foreground(settings: ProxySettings, on_entry: Callable[[Entry], None], o
         master = _master(settings, recorder, _Startup(ready), termlog=True)
         master.options.update(termlog_verbosity="warn")
         loop_master.append(master)
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            recorder.stopping()
+            master.shutdown()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop)
         await _run(master)
 
     state: dict[str, bool] = {}

@@ -94,3 +94,29 @@ def test_an_item_passes_only_when_a_request_exercised_it() -> None:
     for item_id in ("0.3.9/ttl", "0.3.6/tool-calling", "0.3.18/mistral-v13-tool-calling"):
         assert status[item_id][0] is Status.PASS, item_id
     assert status["0.3.18/stream-include-usage"][0] is Status.NOT_COVERED
+
+
+def test_a_stream_the_recorder_could_not_decode_is_not_judged() -> None:
+    stream = Exchange(
+        Request("POST", "http://up/v1/chat/completions", "/v1/chat/completions", {}, {"stream": True}),
+        Response(200, {"content-type": "text/event-stream", "content-encoding": "xz"}),
+    )
+    cassette = Cassette(Path("c.jsonl"), (Entry(stream, line=1, verdicts_not_run="encoded with 'xz'"),))
+    seen: list[Exchange] = []
+
+    def validate(exchange: Exchange) -> list[Finding]:
+        seen.append(exchange)
+        return [Finding("base/chat", "no-body", "the response has no body")]
+
+    statuses = {i.id: i.status for i in judge(cassette, ITEMS, validate).items}
+    assert seen == []
+    assert statuses["base/chat"] == Status.NOT_COVERED, "an exchange that was not recorded exercises nothing"
+
+
+def test_an_exchange_whose_verdicts_did_not_run_at_exit_is_judged() -> None:
+    chat = _cassette().entries[0].exchange
+    cassette = Cassette(Path("c.jsonl"), (Entry(chat, line=1, verdicts_not_run="the recorder stopped"),))
+    report = judge(cassette, ITEMS, lambda exchange: [Finding("base/chat", "rule", "broken")])
+    assert {i.id: i.status for i in report.items}["base/chat"] == Status.FAIL
+    (check,) = next(i for i in report.items if i.id == "base/chat").checks
+    assert check.message == "1 finding (cassette line 1): broken"

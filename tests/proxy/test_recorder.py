@@ -8,24 +8,28 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import brotli
+import httpx
 import pytest
 import zstandard
 from mitmproxy import exceptions, http
 from mitmproxy.proxy.mode_specs import ProxyMode
 from mitmproxy.test import taddons, tflow, tutils
 
-from conformance.exchange import Exchange
+from conformance.exchange import Exchange, SSEEvent
 from conformance.findings import Finding
+from conformance.sse import SSEParser
 from proxy.cassette import read_cassette
 from proxy.recorder import Recorder, summary_line
-from tests.proxy.conftest import FakeVerdicts
+from proxy.serve import ProxySettings, proxy_in_thread
+from tests.proxy.conftest import FakeVerdicts, serve_app
 
 TOKEN = "sk-unit-test-token-42"
 
@@ -556,10 +560,208 @@ def test_exit_waits_a_bounded_time_for_a_stuck_writer(
             assert time.monotonic() - started < 5
     finally:
         release.set()
-    assert any("1 exchanges were still being judged" in r.getMessage() for r in caplog.records)
+    assert any("1 exchange was still being written" in r.getMessage() for r in caplog.records)
 
 
 def test_verdicts_timeout_must_be_positive() -> None:
     addon = Recorder()
     with taddons.context(addon) as tctx, pytest.raises(exceptions.OptionsError, match="verdicts_timeout"):
         tctx.configure(addon, verdicts_timeout=0)
+
+
+def test_at_exit_exchanges_the_verdicts_cannot_reach_are_written_without_them(
+    tmp_path: Path, fake_verdicts: FakeVerdicts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    monkeypatch.setattr("proxy.recorder._EXIT_VERDICTS_S", 0.5)
+    release = threading.Event()
+
+    def stuck(exchange: object) -> list[Finding]:
+        release.wait(30)
+        return []
+
+    fake_verdicts.result = stuck
+    addon = Recorder()
+    cassette = tmp_path / "c.jsonl"
+    try:
+        with taddons.context(addon) as tctx:
+            tctx.configure(addon, cassette=str(cassette), verdicts_process=False, verdicts_timeout=1)
+            for n in range(3):
+                flow = _chat_flow({"n": n})
+                flow.response = tutils.tresp(content=b"{}")
+                addon.response(flow)
+            started = time.monotonic()
+            addon.done()
+            assert time.monotonic() - started < 20
+    finally:
+        release.set()
+    lines = [json.loads(line) for line in cassette.read_text().splitlines()]
+    assert [line["request"]["body"]["n"] for line in lines] == [0, 1, 2], "every completed exchange is written"
+    assert lines[2]["verdicts_not_run"] == "the recorder stopped before the verdicts could run"
+    assert lines[2]["findings"] == []
+    assert TOKEN not in cassette.read_text(), "written without verdicts, still redacted"
+    assert read_cassette(cassette).entries[2].verdicts_not_run == lines[2]["verdicts_not_run"]
+
+
+# --- content encodings and large events ---------------------------------------------------------------------
+
+
+def _block_modules(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, None)  # `import name` now raises ImportError
+
+
+@pytest.mark.parametrize("encoding", ["xz", "gzip, br", "zstd"])
+def test_a_stream_that_cannot_be_decoded_is_passed_through_without_findings(
+    recorder: tuple[Recorder, taddons.context, Path],
+    fake_verdicts: FakeVerdicts,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    encoding: str,
+) -> None:
+    _block_modules(monkeypatch, "zstandard", "compression", "backports")  # no zstd decoder at all
+    addon, _, cassette = recorder
+    flow = _chat_flow()
+    flow.response = _sse_response(encoding)
+    with caplog.at_level("INFO", logger="proxy.recorder"):
+        addon.responseheaders(flow)
+        payload = zstandard.ZstdCompressor().compress(b"".join(CHUNKS))
+        _pass_through(flow, [payload[:9], payload[9:]])
+        addon.response(flow)
+        addon.drain()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], "no traceback, no error"
+    line = json.loads(cassette.read_text())
+    assert line["verdicts_not_run"].startswith(f"the event stream is encoded with {encoding!r}, which this recorder")
+    assert line["findings"] == []
+    assert fake_verdicts.seen == [], "nothing judged, so nothing falsely found"
+    assert "events" not in line["response"]
+
+
+def test_zstd_falls_back_to_the_decoder_mitmproxy_brings(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _block_modules(monkeypatch, "zstandard")
+    addon, _, cassette = recorder
+    flow = _chat_flow()
+    flow.response = _sse_response("zstd")
+    addon.responseheaders(flow)
+    payload = zstandard.ZstdCompressor().compress(b"".join(CHUNKS))
+    _pass_through(flow, [payload[:9], payload[9:]])
+    addon.response(flow)
+    addon.drain()
+    line = json.loads(cassette.read_text())
+    assert [e["data"] for e in line["response"]["events"]][-1] == "[DONE]"
+    assert "verdicts_not_run" not in line
+
+
+class _CountingParser:
+    """Wraps the real SSE parser and counts the characters it has to scan: what it holds plus what it is fed."""
+
+    work = 0
+
+    def __init__(self) -> None:
+        self._parser = SSEParser()
+        self._held = b""
+
+    def feed(self, chunk: bytes, t_ms: float) -> list[SSEEvent]:
+        _CountingParser.work += len(self._held) + len(chunk)
+        joined = self._held + chunk
+        self._held = joined[max(joined.rfind(b"\n"), joined.rfind(b"\r")) + 1 :]
+        return self._parser.feed(chunk, t_ms)
+
+    def close(self, t_ms: float) -> str:
+        return self._parser.close(t_ms)
+
+
+def test_a_large_event_costs_work_in_proportion_to_its_size(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("proxy.recorder.SSEParser", _CountingParser)
+    _CountingParser.work = 0
+    addon, _, cassette = recorder
+    flow = _chat_flow()
+    flow.response = _sse_response()
+    addon.responseheaders(flow)
+    content = "x" * 4_000_000
+    stream = b'data: {"id":"c1","choices":[{"index":0,"delta":{"content":"' + content.encode() + b'"}}]}\n\n'
+    stream += b"data: [DONE]\n\n"
+    pieces = [stream[i : i + 4096] for i in range(0, len(stream), 4096)]
+    _pass_through(flow, pieces)
+    addon.response(flow)
+    addon.drain()
+    assert _CountingParser.work <= 3 * len(stream), f"{_CountingParser.work} characters scanned for {len(stream)}"
+    events = json.loads(cassette.read_text())["response"]["events"]
+    assert len(events) == 2
+    assert len(events[0]["data"]) > 4_000_000
+
+
+async def _zstd_upstream(scope: dict[str, Any], receive: Any, send_: Any) -> None:
+    """A zstd-encoded SSE stream, one block flushed per write; the rest waits until the test releases it."""
+    if scope["type"] != "http":
+        return
+    compressor = zstandard.ZstdCompressor().compressobj()
+    await send_(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream"), (b"content-encoding", b"zstd")],
+        }
+    )
+
+    def piece(data: bytes) -> bytes:
+        return compressor.compress(data) + compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+
+    await send_({"type": "http.response.body", "body": piece(CHUNKS[0]), "more_body": True})
+    for _ in range(600):  # at most a minute
+        if _RELEASE.is_set():
+            break
+        await asyncio.sleep(0.1)
+    await send_({"type": "http.response.body", "body": piece(b"".join(CHUNKS[1:])), "more_body": True})
+    await send_({"type": "http.response.body", "body": compressor.flush()})
+
+
+_RELEASE = threading.Event()
+
+
+def test_a_zstd_event_stream_reaches_the_client_as_it_arrives(tmp_path: Path) -> None:
+    _RELEASE.clear()
+    cassette = tmp_path / "c.jsonl"
+    with serve_app(_zstd_upstream) as upstream:
+        settings = ProxySettings(cassette, upstream=upstream, listen_port=0, validate=False)
+        with proxy_in_thread(settings) as proxy, httpx.Client(timeout=httpx.Timeout(30, read=20)) as client:
+            with client.stream("POST", f"{proxy.url}/v1/chat/completions", json={"stream": True}) as response:
+                raw = response.iter_raw()
+                first = next(raw)  # before the upstream sends the rest: the proxy does not hold the stream
+                _RELEASE.set()
+                rest = b"".join(raw)
+            assert proxy.recorder.drain() == 0
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(first) == CHUNKS[0]
+    assert first + rest, "the client got the encoded bytes"
+    events = json.loads(cassette.read_text())["response"]["events"]
+    assert [e["data"] for e in events][-1] == "[DONE]"
+    assert len(events) == 5
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed body", "buffered body"])
+def test_a_body_that_cannot_be_decoded_is_recorded_without_verdicts(
+    recorder: tuple[Recorder, taddons.context, Path], fake_verdicts: FakeVerdicts, streamed: bool
+) -> None:
+    addon, _, cassette = recorder
+    flow = _chat_flow({"model": "m", "stream": streamed})
+    headers = [(b"content-type", b"application/json"), (b"content-encoding", b"xz")]
+    if streamed:
+        flow.response = _response(headers)
+        addon.responseheaders(flow)
+        _pass_through(flow, [b"\xfd7zXZ\x00", b"\x00\x04"])
+    else:
+        flow.response = tutils.tresp(headers=http.Headers([*headers, (b"content-length", b"8")]), content=b"")
+        flow.response.raw_content = b"\xfd7zXZ\x00\x00\x04"
+        addon.responseheaders(flow)
+        assert not flow.response.stream
+    addon.response(flow)
+    addon.drain()
+    line = json.loads(cassette.read_text())
+    assert line["verdicts_not_run"].startswith("the body is encoded with 'xz', which this recorder cannot decode")
+    assert line["response"]["body"] is None
+    assert fake_verdicts.seen == []

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import httpx
 
 from conformance.exchange import Exchange, Request, Response, SSEEvent
-from proxy.replay import ReplayApp
+from proxy.replay import ReplayApp, absurd_time
 from tests.proxy.conftest import serve_app
 
 BODY = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
@@ -72,3 +73,48 @@ def test_unmatched_request_is_a_404_in_openai_format() -> None:
         assert "1 recorded for POST /v1/chat/completions with another body" in error["message"]
         assert "GET /v1/models x2" in error["message"]
         assert client.get("/v1/other").status_code == 404
+
+
+def _long_stream() -> Exchange:
+    events = (
+        SSEEvent(0.0, None, '{"n": 1}', 'data: {"n": 1}'),
+        SSEEvent(60_000.0, None, '{"n": 2}', 'data: {"n": 2}'),
+        SSEEvent(120_000.0, None, "[DONE]", "data: [DONE]"),
+    )
+    return Exchange(
+        Request("POST", "http://up/v1/chat/completions", "/v1/chat/completions", {}, BODY),
+        Response(200, {"content-type": "text/event-stream", "server": "llama.cpp"}, events=events),
+    )
+
+
+def test_a_client_that_leaves_stops_the_stream_and_every_request_is_logged() -> None:
+    lines: list[str] = []
+    app = ReplayApp([_long_stream()], speed=1.0, log=lines.append)
+    with serve_app(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        with client.stream("POST", "/v1/chat/completions", json=BODY) as reply:
+            chunks = reply.iter_raw()
+            assert next(chunks) == b'data: {"n": 1}\n\n'
+        # the client has closed the connection; a minute of recorded pause is not waited out
+        for _ in range(300):
+            if lines:
+                break
+            time.sleep(0.1)
+        assert client.get("/v1/unknown").status_code == 404
+    assert lines == [
+        "POST /v1/chat/completions 200 · recording 1 of 1 · the client left after 1 of 3 events",
+        "GET /v1/unknown 404 · no recorded exchange matches",
+    ]
+
+
+def test_absurd_times_are_named_and_never_waited_on() -> None:
+    exchange = _long_stream()
+    assert absurd_time(exchange) is None
+    assert exchange.response is not None
+    for bad in (float("nan"), float("inf"), -5.0, 1e300):
+        broken = replace(exchange, response=replace(exchange.response, events=(SSEEvent(bad, None, "x", "data: x"),)))
+        assert absurd_time(broken) == f"events[0].t_ms is {bad!r}, not a time from 0 to 86400000 ms"
+    slow_body = Exchange(Request("GET", "u", "/v1/models"), Response(200, body={}), duration_ms=1e12)
+    assert absurd_time(slow_body) == "duration_ms is 1000000000000.0, not a time from 0 to 86400000 ms"
+    app = ReplayApp([replace(slow_body, duration_ms=float("inf"))], speed=1.0)
+    with serve_app(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        assert client.get("/v1/models").status_code == 200, "an infinite time is not waited on"
