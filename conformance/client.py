@@ -112,7 +112,7 @@ def _send_once(client: httpx.Client, target: Target, spec: RequestSpec, timeout:
                 response = Response(reply.status_code, response_headers, events=tuple(events), tail=tail)
             else:
                 raw = bytearray()
-                for chunk in reply.iter_raw():
+                for chunk in reply.iter_bytes():
                     raw.extend(chunk)
                     check_deadline()
                 response = Response(reply.status_code, response_headers, body=decode_body(bytes(raw)))

@@ -30,6 +30,7 @@ from conformance.results import CheckResult, ItemResult, RunReport, TargetInfo, 
 __all__ = [
     "CheckRun",
     "Observer",
+    "applicable",
     "default_client",
     "item_skip_reason",
     "judge_check",
@@ -87,7 +88,7 @@ def run_check(
     With `item`, an extension the server does not implement turns the result into `skip`.
     """
     run = _execute(client, target, check, timeout)
-    return _applicable(item, target, run).result if item is not None else run.result
+    return applicable(item, target, run).result if item is not None else run.result
 
 
 def judge_check(check: Check, exchanges: Sequence[Exchange]) -> CheckRun:
@@ -222,7 +223,7 @@ def _run_item(
     for check in item.checks:
         if observer is not None:
             observer.check_started(item, check)
-        run = _applicable(item, target, _execute(client, target, check, timeout))
+        run = applicable(item, target, _execute(client, target, check, timeout))
         runs.append(run)
         if observer is not None:
             observer.check_done(item, run.result)
@@ -246,8 +247,9 @@ def _execute(client: httpx.Client, target: Target, check: Check, timeout: float)
     return replace(run, result=replace(run.result, duration_s=time.perf_counter() - start))
 
 
-def _applicable(item: Item | None, target: Target, run: CheckRun) -> CheckRun:
-    """`skip` "not implemented by this server" for an extension the server lacks and the run does not expect."""
+def applicable(item: Item | None, target: Target, run: CheckRun) -> CheckRun:
+    """The run as is, or `skip` "not implemented by this server" when its exchanges show that the server lacks
+    the item's extension and the run does not expect that extension (`--expect`, or LM Studio's own)."""
     if item is None or item.extension is None or target.expects(item.extension):
         return run
     if run.result.status == Status.ERROR and not run.exchanges:

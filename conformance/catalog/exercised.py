@@ -8,6 +8,7 @@ own expectations then judge it (a 500 for a `$defs` tool fails the `$defs` item)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from conformance.check import Exercised
 from conformance.exchange import Exchange
@@ -212,10 +213,25 @@ def _limit(ctx: Context) -> int | None:
 
 
 def _reached_limit(ctx: Context) -> bool:
+    """usage.completion_tokens reached max_tokens; without usage, a stream sent at least max_tokens content
+    deltas (servers send at most one token's text per delta)."""
     found = answer(ctx)
-    numbers = usage_numbers(found.usage) if found is not None else None
     limit = _limit(ctx)
-    return numbers is not None and limit is not None and numbers[1] >= limit
+    if found is None or limit is None:
+        return False
+    numbers = usage_numbers(found.usage)
+    if numbers is not None:
+        return numbers[1] >= limit
+    if ctx.stream is None:
+        return False
+    deltas = [c for _, _, c in ctx.stream.choice_chunks() if _has_text(c)]
+    return len(deltas) >= limit
+
+
+def _has_text(choice: dict[str, Any]) -> bool:
+    delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+    text = delta.get("content") if delta else choice.get("text")
+    return isinstance(text, str) and text != ""
 
 
 def _numbered(reason: str, index: int, exchanges: Sequence[Exchange]) -> str:

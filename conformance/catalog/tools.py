@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from conformance.catalog import exercised as ex
@@ -18,6 +20,8 @@ from conformance.catalog.expect import (
     tools_reach_model,
 )
 from conformance.check import Check, Item, Kind
+from conformance.exchange import Exchange
+from conformance.findings import Finding
 from conformance.verdicts import items as ids
 
 __all__ = ["TOOL_ITEMS", "model_specific_items", "tool_calling_checks"]
@@ -66,6 +70,21 @@ _TOOL_RESULT_TURN: list[dict[str, Any]] = [
 
 def tool_calling_checks(item: str) -> tuple[Check, ...]:
     """The core tool-calling checks, tagged with `item` (0.3.6, and the model-specific items)."""
+    checks = _tool_calling_checks(item)
+    return checks if item == ids.TOOL_CALLING else tuple(_owned(check) for check in checks)
+
+
+def _owned(check: Check) -> Check:
+    """A model-specific item owns 0.3.6's rule findings on its checks: on its model family they are its failures."""
+    verdict = check.verdict
+
+    def owned(exchanges: Sequence[Exchange]) -> list[Finding]:
+        return [replace(f, item=check.item) if f.item == ids.TOOL_CALLING else f for f in verdict(exchanges)]
+
+    return replace(check, verdict=owned)
+
+
+def _tool_calling_checks(item: str) -> tuple[Check, ...]:
     return (
         make_check(
             item,
@@ -109,7 +128,7 @@ def tool_calling_checks(item: str) -> tuple[Check, ...]:
             "tools-without-tool-choice",
             'Tools sent without tool_choice (OpenAI\'s default, "auto") reach the model: it calls one, or '
             "prompt_tokens grows over the same request without tools (llama-cpp-python's default format drops them)",
-            [rq.chat(rq.WEATHER_PROMPT, max_tokens=_TOOL_TOKENS), rq.chat(rq.WEATHER_PROMPT, **_WEATHER)],
+            [rq.chat(rq.WEATHER_PROMPT, max_tokens=8), rq.chat(rq.WEATHER_PROMPT, **_WEATHER)],
             succeeded(),
             tools_reach_model(0, 1),
             exercised=ex.called_or_usage(0, 1),
