@@ -228,10 +228,10 @@ def _run_item(
         if observer is not None:
             observer.check_done(item, run.result)
     results = tuple(r.result for r in runs)
-    skipped = [r for r in results if r.status == Status.SKIP and r.message.startswith(NOT_IMPLEMENTED)]
-    why = skipped[0].message if skipped and len(skipped) == len(results) else ""
+    status = item_status(results)
+    why = results[0].message if status == Status.SKIP else ""
     seen = [(item_id, _seen_in(item, run, found)) for run in runs for item_id, found in _by_item(run.foreign).items()]
-    return _item_result(item, item_status(results), results, why), seen
+    return _item_result(item, status, results, why), seen
 
 
 def _execute(client: httpx.Client, target: Target, check: Check, timeout: float) -> CheckRun:
