@@ -56,6 +56,6 @@ def _ignores_draft_model(exchange: Exchange) -> bool:
 
 
 def _excerpt(body: Any) -> Any:
-    if body is None or isinstance(body, dict | list) and len(str(body)) <= _BODY_EXCERPT:
+    if body is None or (isinstance(body, dict | list) and len(str(body)) <= _BODY_EXCERPT):
         return body
     return clip(body if isinstance(body, str) else str(body), _BODY_EXCERPT)

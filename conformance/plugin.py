@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import inspect
 import sys
-from dataclasses import replace
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

@@ -228,7 +228,11 @@ STRUCTURED_OUTPUT = Item(
             ids.STRUCTURED_OUTPUT,
             "json-schema-not-strict",
             "response_format json_schema with strict: false gets content valid against the schema",
-            [rq.chat(_CAPITAL_PROMPT, response_format=rq.json_schema_format(strict=False), max_tokens=_STRUCTURED_TOKENS)],
+            [
+                rq.chat(
+                    _CAPITAL_PROMPT, response_format=rq.json_schema_format(strict=False), max_tokens=_STRUCTURED_TOKENS
+                )
+            ],
             succeeded(),
             exercised=ex.all_of(ex.answered(), ex.complete(0)),
         ),

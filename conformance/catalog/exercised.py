@@ -201,9 +201,9 @@ def _missing_answer(ctx: Context) -> str | None:
         if not isinstance(body, dict) or not isinstance(body.get("choices"), list) or not body["choices"]:
             return f"the answer has no choices; see {ctx.base_item}"
         return None
-    if ctx.endpoint in (Endpoint.MODELS, Endpoint.LMSTUDIO_MODELS, Endpoint.EMBEDDINGS):
-        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            return f"the answer has no `data` list; see {ctx.base_item}"
+    listing = ctx.endpoint in (Endpoint.MODELS, Endpoint.LMSTUDIO_MODELS, Endpoint.EMBEDDINGS)
+    if listing and (not isinstance(body, dict) or not isinstance(body.get("data"), list)):
+        return f"the answer has no `data` list; see {ctx.base_item}"
     return None
 
 

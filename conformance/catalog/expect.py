@@ -102,9 +102,7 @@ def make_check(
                 )
         return findings
 
-    return Check(
-        id=check_id, item=item, title=title, plan=send_all(*requests), verdict=verdict, exercised=shown
-    )
+    return Check(id=check_id, item=item, title=title, plan=send_all(*requests), verdict=verdict, exercised=shown)
 
 
 def _at(finding: Finding, index: int) -> Finding:
@@ -485,16 +483,21 @@ def sdk_parses(index: int) -> Expectation:
         client = openai.OpenAI(
             api_key="recorded",
             base_url="http://recorded.invalid/v1",
-            http_client=httpx.Client(transport=httpx.MockTransport(lambda _: recorded)),
+            # openai 3 types its client as httpx2's and still accepts an httpx one (openai/_httpx2.py)
+            http_client=httpx.Client(transport=httpx.MockTransport(lambda _: recorded)),  # type: ignore[arg-type]
             max_retries=0,
         )
         try:
             with client:
-                parsed = client.chat.completions.parse(
-                    model=str(ctx.request.get("model", "")),
-                    messages=ctx.request.get("messages") or [],
-                    response_format=Capital,
-                ).choices[0].message.parsed
+                parsed = (
+                    client.chat.completions.parse(
+                        model=str(ctx.request.get("model", "")),
+                        messages=ctx.request.get("messages") or [],
+                        response_format=Capital,
+                    )
+                    .choices[0]
+                    .message.parsed
+                )
         except Exception as exc:  # whatever the SDK raises is what a client sees
             yield Issue(
                 f"openai-python's chat.completions.parse() raised {type(exc).__name__}: {exc}",
@@ -505,8 +508,7 @@ def sdk_parses(index: int) -> Expectation:
             return
         if not isinstance(parsed, Capital):
             yield Issue(
-                "openai-python's chat.completions.parse() returned no parsed object (message.parsed is "
-                f"{parsed!r})",
+                f"openai-python's chat.completions.parse() returned no parsed object (message.parsed is {parsed!r})",
                 exchange=index,
                 pointer="/choices/0/message/content",
                 expected="message.parsed, a Capital",

@@ -12,7 +12,6 @@ from conformance.check import RequestSpec, Target
 
 __all__ = [
     "CHAT",
-    "Capital",
     "COMPLETIONS",
     "DEFS_TOOL",
     "EMBEDDINGS",
@@ -28,6 +27,7 @@ __all__ = [
     "WEATHER_PROMPT",
     "WEATHER_TOOL",
     "WEATHER_UNITS_TOOL",
+    "Capital",
     "RequestFactory",
     "chat",
     "completion",

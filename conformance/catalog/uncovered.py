@@ -14,7 +14,9 @@ def _cli(item_id: str, version: str, title: str) -> Item:
 
 
 def _api(item_id: str, version: str, title: str, *endpoints: str) -> Item:
-    return Item(id=item_id, version=version, title=title, kind=Kind.API, endpoints=endpoints, extension=_surface(endpoints))
+    return Item(
+        id=item_id, version=version, title=title, kind=Kind.API, endpoints=endpoints, extension=_surface(endpoints)
+    )
 
 
 def _surface(endpoints: tuple[str, ...]) -> str | None:

@@ -1,4 +1,4 @@
-"""Rules on structured output: `response_format` json_object and json_schema answers are JSON (valid against the schema)."""
+"""Rules on structured output: `response_format` json_object and json_schema answers are JSON, valid against it."""
 
 from __future__ import annotations
 

@@ -573,7 +573,12 @@ class FakeServer:
             fragments = [text] if "args_one_chunk" in self.bugs else [text[i : i + 6] for i in range(0, len(text), 6)]
             if "args_truncated" in self.bugs and len(fragments) > 1:
                 fragments = fragments[:-1]
-            start = {"index": index, "id": self._call_id(k), "type": "function", "function": {"name": name, "arguments": ""}}
+            start = {
+                "index": index,
+                "id": self._call_id(k),
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
             deltas = [start]
             for fragment in fragments:
                 later: dict[str, Any] = {"index": index, "function": {"arguments": fragment}}

@@ -11,13 +11,13 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
+from conformance.catalog.expect import make_check, succeeded
 from conformance.check import RequestSpec, Status, Target
 from conformance.client import send
 from conformance.exchange import Exchange, Request
 from conformance.findings import WARNING
 from conformance.runner import run_check
 from conformance.verdicts import validate_exchange
-from conformance.catalog.expect import make_check, succeeded
 
 _OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
 _SSE_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n\r\n"
@@ -35,7 +35,9 @@ def _read_request(sock: socket.socket) -> bool:
             return False
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0)
+    length = next(
+        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0
+    )
     while len(body) < length:
         chunk = sock.recv(65536)
         if not chunk:
@@ -114,8 +116,10 @@ def test_a_dropped_keep_alive_connection_is_retried_once_and_reported_as_a_warni
         first = send(client, server.target, _spec())
         second = send(client, server.target, _spec())
     assert first.retried is None
-    assert second.response is not None and second.response.status == 200
-    assert second.retried is not None and "RemoteProtocolError" in second.retried
+    assert second.response is not None
+    assert second.response.status == 200
+    assert second.retried is not None
+    assert "RemoteProtocolError" in second.retried
     assert server.connections == 2
     warnings = [f for f in validate_exchange(second) if f.check == "keep-alive-closed"]
     assert [(f.item, f.severity) for f in warnings] == [("base/chat-completions", WARNING)]
@@ -127,8 +131,10 @@ def test_a_failure_on_a_fresh_connection_is_not_retried(serve: Callable[[Handler
     server = serve(lambda sock, n: False)
     with httpx.Client() as client:
         exchange = send(client, server.target, _spec())
-    assert exchange.response is None and exchange.retried is None
-    assert exchange.error is not None and "RemoteProtocolError" in exchange.error
+    assert exchange.response is None
+    assert exchange.retried is None
+    assert exchange.error is not None
+    assert "RemoteProtocolError" in exchange.error
     assert server.connections == 1
 
 
@@ -157,4 +163,3 @@ def test_the_retry_is_recorded_in_the_cassette_format() -> None:
 
 def _request() -> Request:
     return Request("POST", "http://x.invalid/v1/chat/completions", "/v1/chat/completions", body={})
-

@@ -58,7 +58,8 @@ def test_evidence_is_capped_in_size() -> None:
     d = finding.to_dict()
     assert len(json.dumps(d)) < 10_000
     assert d["message"].endswith("... (100000 chars)")
-    assert isinstance(d["seen"], str) and d["seen"].startswith('{"embedding": [0.123456789')
+    assert isinstance(d["seen"], str)
+    assert d["seen"].startswith('{"embedding": [0.123456789')
     assert len(str(finding)) < 10_000
     small = Finding(item="i", check="c", message="m", expected={"a": [1, 2]}, seen=3).to_dict()
     assert (small["expected"], small["seen"]) == ({"a": [1, 2]}, 3)

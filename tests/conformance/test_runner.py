@@ -260,7 +260,9 @@ def test_a_finding_counts_for_its_own_item_not_the_check_that_saw_it(client: htt
     """A rule of 0.0.9 firing in a 0.0.1 exchange fails 0.0.9, not 0.0.1."""
     foreign = Finding(item=OTHER, check="rule-x", message="wrong usage", endpoint="/v1/models")
     seer = _check("sees", verdict=lambda exchanges: [foreign])
-    other = Check(id="own", item=OTHER, title="o", plan=send_all(RequestSpec("GET", "/v1/models")), verdict=_no_findings)
+    other = Check(
+        id="own", item=OTHER, title="o", plan=send_all(RequestSpec("GET", "/v1/models")), verdict=_no_findings
+    )
     report = run_catalog(TARGET, [_item(seer), _other_item(other)], client=client)
     mine, theirs = report.items
     assert (mine.status, [c.status for c in mine.checks]) == (Status.PASS, [Status.PASS])
@@ -331,5 +333,6 @@ def test_lm_studio_unexpected_endpoint_answer_counts_as_missing() -> None:
     exchange = Exchange(request, Response(200, {"content-type": "application/json"}, body=body))
     item = Item(id="0.4.1/anthropic-messages", version="0.4.1", title="", kind=Kind.API, extension="anthropic")
     sign = unimplemented(item, [exchange])
-    assert sign is not None and sign[0] == 'POST /v1/messages answered 200 "Unexpected endpoint or method"'
+    assert sign is not None
+    assert sign[0] == 'POST /v1/messages answered 200 "Unexpected endpoint or method"'
     assert unimplemented(replace(item, extension=None), [exchange]) is None
