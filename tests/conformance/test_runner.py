@@ -321,6 +321,8 @@ def test_an_expected_extension_that_is_missing_fails(client: httpx.Client) -> No
     item = replace(_item(failing), extension=LMSTUDIO)
     assert run_item(client, replace(TARGET, expect=frozenset({LMSTUDIO})), item).status == Status.FAIL
     assert run_item(client, replace(TARGET, server="LM Studio 0.3.30"), item).status == Status.FAIL
+    # LM Studio sends no Server header; its /v1/models say owned_by "organization_owner"
+    assert run_item(client, replace(TARGET, server="organization_owner"), item).status == Status.FAIL
     assert run_item(client, TARGET, item).status == Status.SKIP
 
 
