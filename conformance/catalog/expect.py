@@ -24,7 +24,6 @@ from conformance.verdicts.usage import usage_numbers
 __all__ = [
     "Expectation",
     "at_least_calls",
-    "at_most_calls",
     "called",
     "distinct_call_ids",
     "error_status",
@@ -202,26 +201,6 @@ def at_least_calls(index: int, count: int, *, name: str | None = None) -> Expect
                     expected=name,
                     seen=call.name,
                 )
-
-    return judge
-
-
-def at_most_calls(index: int, count: int) -> Expectation:
-    """The answer has at most `count` tool calls (`parallel_tool_calls: false`)."""
-
-    def judge(contexts: Sequence[Context]) -> Iterator[Issue]:
-        found = answer(contexts[index])
-        if found is None or found.error is not None or len(found.tool_calls) <= count:
-            return
-        yield Issue(
-            f"the answer has {len(found.tool_calls)} tool calls although parallel_tool_calls is false "
-            f"(at most {count})",
-            exchange=index,
-            chunk=found.tool_calls[count].chunk,
-            pointer=_calls_pointer(found),
-            expected=f"<= {count} tool calls",
-            seen=[c.name for c in found.tool_calls],
-        )
 
     return judge
 
