@@ -11,6 +11,10 @@ from conformance.exchange import Exchange
 from conformance.findings import Finding
 
 __all__ = [
+    "ANTHROPIC",
+    "EXTENSIONS",
+    "LMSTUDIO",
+    "RESPONSES",
     "Check",
     "Exercised",
     "Item",
@@ -22,6 +26,13 @@ __all__ = [
     "Verdict",
     "send_all",
 ]
+
+
+LMSTUDIO = "lmstudio"
+ANTHROPIC = "anthropic"
+RESPONSES = "responses"
+EXTENSIONS = (LMSTUDIO, ANTHROPIC, RESPONSES)
+"""The values of `Item.extension` (and of `--expect`)."""
 
 
 class Kind(StrEnum):
@@ -47,6 +58,15 @@ class Target:
     server: str | None = None
     """Server name and version when the server tells (`Server` header, `/v1/models` owner)."""
     api_key: str | None = None
+    expect: frozenset[str] = frozenset()
+    """Surfaces the run requires (`--expect lmstudio`): a missing one fails instead of skipping."""
+
+    def expects(self, extension: str) -> bool:
+        """Whether a missing `extension` is a failure: asked for, or LM Studio's own on LM Studio."""
+        if extension in self.expect:
+            return True
+        server = (self.server or "").lower().replace(" ", "")
+        return extension == LMSTUDIO and ("lmstudio" in server or server == "organization_owner")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
+from conformance.check import EXTENSIONS
+from conformance.client import DEFAULT_EXCHANGE_TIMEOUT
 from conformance.errors import UsageError
 from reference_server.limits import Limits
 
@@ -20,6 +22,16 @@ def _positive_port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0-65535)")
     return port
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--api-key", help="token sent as Authorization: Bearer")
     run.add_argument("--only", help="comma-separated item or check ids (prefixes match, e.g. 0.3.18)")
     run.add_argument("--report-dir", help="where to write the reports (default: reports/<target>-<time>/)")
+    run.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        choices=EXTENSIONS,
+        help="a surface the server must implement (repeatable): its items fail instead of skipping when it is "
+        "missing (LM Studio's own is expected of a server that identifies as LM Studio)",
+    )
+    run.add_argument(
+        "--exchange-timeout",
+        type=_positive_seconds,
+        default=DEFAULT_EXCHANGE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"wall-clock limit for one request and its whole answer (default: {DEFAULT_EXCHANGE_TIMEOUT:g})",
+    )
     _command(run, "conformance.run:main")
 
     compare = sub.add_parser("compare", help="compare two report.json files: regressions, fixes, shape changes")

@@ -121,6 +121,9 @@ class Exchange:
     id: str = ""
     started_at: str = ""
     duration_ms: float = 0.0
+    retried: str | None = None
+    """Set when a first attempt failed before any response byte on a reused keep-alive connection: that
+    error. The request was then sent again on a fresh connection, and the rest is the second attempt's."""
 
     @property
     def endpoint(self) -> str:
@@ -140,6 +143,8 @@ class Exchange:
             d["response"] = self.response.to_dict()
         if self.error is not None:
             d["error"] = self.error
+        if self.retried is not None:
+            d["retried"] = self.retried
         return d
 
     @classmethod
@@ -154,4 +159,5 @@ class Exchange:
             id=d.get("id", ""),
             started_at=d.get("started_at", ""),
             duration_ms=float(d.get("duration_ms", 0.0)),
+            retried=d.get("retried"),
         )

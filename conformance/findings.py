@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ERROR", "WARNING", "ConformanceFailure", "Finding"]
+__all__ = ["ERROR", "WARNING", "ConformanceFailure", "Finding", "cap", "clip"]
 
 ERROR = "error"
 """Breaks or misleads a real client, or contradicts the API's documented contract: fails the item."""
@@ -15,6 +15,8 @@ WARNING = "warning"
 """Deviates from OpenAI's behaviour where the documentation leaves room (seed determinism): never fails."""
 
 _MAX_RAW = 600
+_MAX_TEXT = 2000
+"""Longest message, expected or seen value kept in a report (a jsonschema message can embed a whole body)."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Finding:
 
     def __str__(self) -> str:
         label = "" if self.severity == ERROR else f"{self.severity}: "
-        where = [f"[{self.item}] {self.check}: {label}{self.message}"]
+        where = [f"[{self.item}] {self.check}: {label}{clip(self.message)}"]
         if self.endpoint:
             where.append(
                 f"  endpoint: {self.endpoint}" + ("" if self.exchange is None else f" (request #{self.exchange})")
@@ -63,14 +65,14 @@ class Finding:
         return {
             "item": self.item,
             "check": self.check,
-            "message": self.message,
+            "message": clip(self.message),
             "endpoint": self.endpoint,
             "exchange": self.exchange,
             "chunk": self.chunk,
             "raw": None if self.raw is None else _clip(self.raw),
             "pointer": self.pointer,
-            "expected": self.expected,
-            "seen": self.seen,
+            "expected": cap(self.expected),
+            "seen": cap(self.seen),
             "severity": self.severity,
         }
 
@@ -81,6 +83,21 @@ class ConformanceFailure(AssertionError):
     def __init__(self, findings: Sequence[Finding]) -> None:
         self.findings = tuple(findings)
         super().__init__("\n".join(str(f) for f in self.findings))
+
+
+def clip(text: str, limit: int = _MAX_TEXT) -> str:
+    """`text`, cut to `limit` characters with a note of its full length."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+def cap(value: Any, limit: int = _MAX_TEXT) -> Any:
+    """A JSON value as is when its JSON text is short, else that text clipped (evidence stays readable)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return clip(value, limit)
+    text = json.dumps(value, default=str)
+    return value if len(text) <= limit else clip(text, limit)
 
 
 def _clip(text: str) -> str:

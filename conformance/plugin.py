@@ -5,13 +5,15 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from conformance.check import Check, Item, Status, Target
+from conformance.check import EXTENSIONS, Check, Item, Status, Target
+from conformance.client import DEFAULT_EXCHANGE_TIMEOUT
 from conformance.errors import UsageError
 from conformance.findings import ConformanceFailure, Finding
 from conformance.report._text import evidence_text
@@ -47,6 +49,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="conformance_api_key",
         metavar="KEY",
         help="token sent as Authorization: Bearer",
+    )
+    group.addoption(
+        "--conformance-expect",
+        dest="conformance_expect",
+        action="append",
+        default=[],
+        choices=EXTENSIONS,
+        help="a surface the server must implement (repeatable): its items fail instead of skipping when missing",
+    )
+    group.addoption(
+        "--conformance-exchange-timeout",
+        dest="conformance_exchange_timeout",
+        type=float,
+        default=DEFAULT_EXCHANGE_TIMEOUT,
+        metavar="SECONDS",
+        help=f"wall-clock limit for one request and its whole answer (default: {DEFAULT_EXCHANGE_TIMEOUT:g})",
     )
     group.addoption(
         "--conformance-only",
@@ -97,13 +115,14 @@ def conformance_target(pytestconfig: pytest.Config, conformance_http_client: htt
     from conformance.run import resolve_target
 
     try:
-        return resolve_target(
+        target = resolve_target(
             conformance_http_client,
             base_url,
             model=pytestconfig.getoption("conformance_model"),
             api_key=pytestconfig.getoption("conformance_api_key"),
             option="--conformance-base-url",
         )
+        return replace(target, expect=frozenset(pytestconfig.getoption("conformance_expect")))
     except UsageError as exc:
         pytest.exit(f"conformance: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 
@@ -159,15 +178,16 @@ class CheckItem(pytest.Function):
         return self._location[0], self._location[1], self._domain
 
 
-def _test_function(item: Item, check: Check | None) -> Callable[[Target, httpx.Client], None]:
-    def test(conformance_target: Target, conformance_http_client: httpx.Client) -> None:
+def _test_function(item: Item, check: Check | None) -> Callable[[Target, httpx.Client, pytest.Config], None]:
+    def test(conformance_target: Target, conformance_http_client: httpx.Client, pytestconfig: pytest.Config) -> None:
         __tracebackhide__ = True
         reason = item_skip_reason(item, conformance_target.model)
         if reason is not None:
             # As pytest's own skip marks do: report the check's location, not this line.
             raise pytest.skip.Exception(reason, _use_item_location=True)
         assert check is not None, "check-less items carry a skip mark"
-        _raise_for(run_check(conformance_http_client, conformance_target, check))
+        timeout = pytestconfig.getoption("conformance_exchange_timeout")
+        _raise_for(run_check(conformance_http_client, conformance_target, check, timeout=timeout, item=item))
 
     test.__name__ = f"test_{check.id if check else _NO_CHECKS}"
     return test
@@ -185,6 +205,8 @@ def _source(obj: Any) -> tuple[Path, int]:
 
 def _raise_for(result: CheckResult) -> None:
     __tracebackhide__ = True
+    if result.status == Status.SKIP:
+        pytest.skip(result.message)
     if result.status == Status.FAIL:
         raise ConformanceFailure([Finding(**dict(e)) for e in result.evidence])
     if result.status == Status.ERROR:

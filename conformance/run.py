@@ -34,9 +34,10 @@ def main(args: argparse.Namespace) -> int:
     directory = Path(args.report_dir) if args.report_dir else default_report_dir(args.base_url)
     with default_client() as client, _server(args) as base_url:
         target = resolve_target(client, base_url, model=args.model, api_key=args.api_key)
+        target = replace(target, expect=frozenset(args.expect))
         _make_dir(directory)
         with console_observer() as progress:
-            report = run_catalog(target, items, client=client, progress=progress)
+            report = run_catalog(target, items, client=client, progress=progress, timeout=args.exchange_timeout)
     paths = write_reports(report, directory)
     print_summary(report, paths)
     return EXIT_OK if _succeeded(report) else EXIT_FAILED

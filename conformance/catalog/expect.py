@@ -8,10 +8,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from conformance.catalog.requests import RequestFactory
-from conformance.check import Check, send_all
+import httpx
+import openai
+
+from conformance.catalog.exercised import answered
+from conformance.catalog.requests import Capital, RequestFactory
+from conformance.check import Check, Exercised, send_all
 from conformance.exchange import Exchange
-from conformance.findings import Finding
+from conformance.findings import ERROR, Finding
 from conformance.verdicts import Context, Issue, answer, replay, validate_context
 from conformance.verdicts.answer import Answer
 from conformance.verdicts.embeddings import decode_vector
@@ -32,8 +36,10 @@ __all__ = [
     "same_answer",
     "same_usage",
     "same_vectors",
+    "sdk_parses",
     "stream_error_reported",
     "succeeded",
+    "tools_reach_model",
 ]
 
 Expectation = Callable[[Sequence[Context]], Iterable[Issue]]
@@ -46,8 +52,15 @@ def make_check(
     title: str,
     requests: Sequence[RequestFactory],
     *expectations: Expectation,
+    exercised: Exercised | None = None,
 ) -> Check:
-    """A check sending `requests` in order, judged by every rule on each exchange plus `expectations`."""
+    """A check sending `requests` in order, judged by every rule on each exchange plus `expectations`.
+
+    `exercised` says what the exchanges must show for the check's feature to count as tried (default: a
+    successful answer of the kind asked for, see `answered`). When it is missing, the plan-specific
+    expectations are not judged (they presuppose the feature) and the check is `skip`; the rules still are.
+    """
+    shown = exercised or answered()
 
     def verdict(exchanges: Sequence[Exchange]) -> list[Finding]:
         contexts = [Context(e) for e in exchanges]
@@ -66,6 +79,8 @@ def make_check(
                 )
             )
             return findings
+        if shown(exchanges) is not None:
+            return findings
         for expectation in expectations:
             for issue in expectation(contexts):
                 ctx = contexts[issue.exchange or 0]
@@ -81,11 +96,12 @@ def make_check(
                         pointer=issue.pointer,
                         expected=issue.expected,
                         seen=issue.seen,
+                        severity=issue.severity,
                     )
                 )
         return findings
 
-    return Check(id=check_id, item=item, title=title, plan=send_all(*requests), verdict=verdict)
+    return Check(id=check_id, item=item, title=title, plan=send_all(*requests), verdict=verdict, exercised=shown)
 
 
 def _at(finding: Finding, index: int) -> Finding:
@@ -189,6 +205,30 @@ def at_least_calls(index: int, count: int, *, name: str | None = None) -> Expect
     return judge
 
 
+def tools_reach_model(without: int, with_tools: int) -> Expectation:
+    """Tools sent without `tool_choice` (OpenAI's default is "auto") reach the model: the answer calls one, or
+    usage.prompt_tokens grows over the same request without tools."""
+
+    def judge(contexts: Sequence[Context]) -> Iterator[Issue]:
+        left, right = answer(contexts[without]), answer(contexts[with_tools])
+        if left is None or right is None or left.error is not None or right.error is not None or right.tool_calls:
+            return
+        a, b = usage_numbers(left.usage), usage_numbers(right.usage)
+        if a is None or b is None or b[0] > a[0]:
+            return
+        yield Issue(
+            f"tools sent without tool_choice did not reach the model: no tool call, and prompt_tokens is {b[0]} "
+            f"with the tools and {a[0]} without (OpenAI's default tool_choice is \"auto\"; llama-cpp-python's "
+            "default chat format drops the tools)",
+            exchange=with_tools,
+            pointer="/usage/prompt_tokens",
+            expected=f"a tool call, or prompt_tokens > {a[0]}",
+            seen=b[0],
+        )
+
+    return judge
+
+
 def called(index: int, name: str) -> Expectation:
     """At least one tool call, every one naming `name` exactly."""
     return at_least_calls(index, 1, name=name)
@@ -235,8 +275,11 @@ def fragmented_arguments(index: int) -> Expectation:
     return judge
 
 
-def same_answer(plain: int, streamed: int) -> Expectation:
-    """The second answer (a stream: as openai-python rebuilds it) says what the first says (temperature 0, seed)."""
+def same_answer(plain: int, streamed: int, *, severity: str = ERROR) -> Expectation:
+    """The second answer (a stream: as openai-python rebuilds it) says what the first says (temperature 0, seed).
+
+    `severity` WARNING for a repeat of the same request: OpenAI calls `seed` determinism best effort.
+    """
 
     def judge(contexts: Sequence[Context]) -> Iterator[Issue]:
         left = answer(contexts[plain])
@@ -264,6 +307,7 @@ def same_answer(plain: int, streamed: int) -> Expectation:
                 chunk=right.finish_chunk,
                 expected=left.content,
                 seen=content,
+                severity=severity,
             )
         plain_calls = [(c.name, _parsed(c.arguments)) for c in left.tool_calls]
         stream_calls = [(n, _parsed(a or "")) for n, a in calls]
@@ -276,6 +320,7 @@ def same_answer(plain: int, streamed: int) -> Expectation:
                 chunk=right.finish_chunk,
                 expected=[[n, a] for n, a in plain_calls],
                 seen=[[n, a] for n, a in stream_calls],
+                severity=severity,
             )
         if left.finish_reason != right.finish_reason:
             yield Issue(
@@ -284,6 +329,7 @@ def same_answer(plain: int, streamed: int) -> Expectation:
                 chunk=right.finish_chunk,
                 expected=left.finish_reason,
                 seen=right.finish_reason,
+                severity=severity,
             )
 
     return judge
@@ -399,6 +445,54 @@ def same_vectors(first: int, second: int) -> Expectation:
                     seen=y[:4],
                 )
                 return
+
+    return judge
+
+
+def sdk_parses(index: int) -> Expectation:
+    """openai-python's `chat.completions.parse(response_format=Capital)`, fed the recorded answer, returns a parsed
+    `Capital` without raising (no network: the answer is replayed through a mock transport)."""
+
+    def judge(contexts: Sequence[Context]) -> Iterator[Issue]:
+        ctx = contexts[index]
+        response = ctx.response
+        if response is None or response.is_stream:
+            return
+        recorded = httpx.Response(response.status, headers={"content-type": "application/json"}, json=response.body)
+        client = openai.OpenAI(
+            api_key="recorded",
+            base_url="http://recorded.invalid/v1",
+            # openai 3 types its client as httpx2's and still accepts an httpx one (openai/_httpx2.py)
+            http_client=httpx.Client(transport=httpx.MockTransport(lambda _: recorded)),  # type: ignore[arg-type]
+            max_retries=0,
+        )
+        try:
+            with client:
+                parsed = (
+                    client.chat.completions.parse(
+                        model=str(ctx.request.get("model", "")),
+                        messages=ctx.request.get("messages") or [],
+                        response_format=Capital,
+                    )
+                    .choices[0]
+                    .message.parsed
+                )
+        except Exception as exc:  # whatever the SDK raises is what a client sees
+            yield Issue(
+                f"openai-python's chat.completions.parse() raised {type(exc).__name__}: {exc}",
+                exchange=index,
+                expected="a ParsedChatCompletion whose message.parsed is a Capital",
+                seen=f"{type(exc).__name__}: {exc}",
+            )
+            return
+        if not isinstance(parsed, Capital):
+            yield Issue(
+                f"openai-python's chat.completions.parse() returned no parsed object (message.parsed is {parsed!r})",
+                exchange=index,
+                pointer="/choices/0/message/content",
+                expected="message.parsed, a Capital",
+                seen=parsed,
+            )
 
     return judge
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from conformance.catalog import exercised as ex
 from conformance.catalog import requests as rq
 from conformance.catalog.expect import has_content, lists_models, make_check, same_vectors, succeeded
-from conformance.check import Item, Kind
+from conformance.check import LMSTUDIO, Item, Kind
 from conformance.verdicts import items as ids
 
 __all__ = ["EXTRA_ITEMS"]
@@ -17,6 +18,7 @@ _TTL = Item(
     title="Idle TTL for models loaded via API requests (`ttl` in the request; `lms load --ttl` is CLI)",
     kind=Kind.API,
     endpoints=(rq.CHAT,),
+    extension=LMSTUDIO,
     checks=(
         make_check(
             ids.TTL,
@@ -43,6 +45,7 @@ _REASONING_CONTENT = Item(
             "(fully exercised only by reasoning models)",
             [rq.chat(_REASONING_PROMPT, max_tokens=24), rq.chat(_REASONING_PROMPT, max_tokens=24, stream=True)],
             succeeded(),
+            exercised=ex.reasoned(),
         ),
     ),
 )
@@ -53,6 +56,7 @@ _SPECULATIVE = Item(
     title="Speculative decoding with `draft_model`; responses include a `stats` object",
     kind=Kind.API,
     endpoints=(rq.CHAT,),
+    extension=LMSTUDIO,
     checks=(
         make_check(
             ids.SPECULATIVE_DECODING,
@@ -70,6 +74,7 @@ _PRESETS = Item(
     title="Preset support in API requests (the changelog gives no wire format, so there is nothing to check)",
     kind=Kind.API,
     endpoints=(rq.CHAT,),
+    extension=LMSTUDIO,
 )
 
 _CAPABILITIES = Item(
@@ -78,6 +83,7 @@ _CAPABILITIES = Item(
     title="GET /api/v0/models lists each model's `capabilities`",
     kind=Kind.API,
     endpoints=(rq.LMSTUDIO_MODELS,),
+    extension=LMSTUDIO,
     checks=(
         make_check(
             ids.MODEL_CAPABILITIES,
@@ -130,6 +136,7 @@ _REASONING_FIELD = Item(
             "(fully exercised only by reasoning models)",
             [rq.chat(_REASONING_PROMPT, max_tokens=24), rq.chat(_REASONING_PROMPT, max_tokens=24, stream=True)],
             succeeded(),
+            exercised=ex.reasoned(),
         ),
     ),
 )

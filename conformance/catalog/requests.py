@@ -6,6 +6,8 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from conformance.check import RequestSpec, Target
 
 __all__ = [
@@ -25,11 +27,13 @@ __all__ = [
     "WEATHER_PROMPT",
     "WEATHER_TOOL",
     "WEATHER_UNITS_TOOL",
+    "Capital",
     "RequestFactory",
     "chat",
     "completion",
     "embeddings",
     "get",
+    "json_schema_format",
     "named",
     "raw_post",
     "tool",
@@ -105,6 +109,20 @@ DEFS_TOOL = tool(
         "required": ["place"],
     },
 )
+
+
+class Capital(BaseModel):
+    """What base/structured-output asks for, as a pydantic model (what openai-python's parse() reads into)."""
+
+    model_config = ConfigDict(extra="forbid")
+    city: str
+    country: str
+
+
+def json_schema_format(*, strict: bool) -> dict[str, Any]:
+    """`response_format` json_schema for `Capital`, as openai-python's parse() sends it (strict) or not."""
+    schema = Capital.model_json_schema()
+    return {"type": "json_schema", "json_schema": {"name": "Capital", "strict": strict, "schema": schema}}
 
 
 def named(name: str) -> dict[str, Any]:

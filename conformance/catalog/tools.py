@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+from conformance.catalog import exercised as ex
 from conformance.catalog import requests as rq
 from conformance.catalog.expect import (
     at_least_calls,
@@ -14,8 +17,11 @@ from conformance.catalog.expect import (
     make_check,
     same_answer,
     succeeded,
+    tools_reach_model,
 )
 from conformance.check import Check, Item, Kind
+from conformance.exchange import Exchange
+from conformance.findings import Finding
 from conformance.verdicts import items as ids
 
 __all__ = ["TOOL_ITEMS", "model_specific_items", "tool_calling_checks"]
@@ -30,6 +36,15 @@ _PARALLEL: dict[str, Any] = {
     "tool_choice": "required",
     "max_tokens": 96,
 }
+
+_PARALLEL_SEE = f"{ids.PARALLEL_TOOL_CALLS_CHUNKED} (or the model chose one call: parallel calls are its choice)"
+_TIMEZONE_TOOL = rq.tool(
+    "get_time",
+    "Get the current time in a timezone",
+    {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]},
+)
+"""The second tool of the named-choice checks: with parameters, so that 0.3.17's parameter-less tools are not
+what a 0.3.15 check depends on."""
 
 _CITY_PARAMETERS = rq.WEATHER_TOOL["function"]["parameters"]
 _CAMEL_TOOL = rq.tool("getCurrentWeather", "Get the current weather in a city", _CITY_PARAMETERS)
@@ -55,6 +70,21 @@ _TOOL_RESULT_TURN: list[dict[str, Any]] = [
 
 def tool_calling_checks(item: str) -> tuple[Check, ...]:
     """The core tool-calling checks, tagged with `item` (0.3.6, and the model-specific items)."""
+    checks = _tool_calling_checks(item)
+    return checks if item == ids.TOOL_CALLING else tuple(_owned(check) for check in checks)
+
+
+def _owned(check: Check) -> Check:
+    """A model-specific item owns 0.3.6's rule findings on its checks: on its model family they are its failures."""
+    verdict = check.verdict
+
+    def owned(exchanges: Sequence[Exchange]) -> list[Finding]:
+        return [replace(f, item=check.item) if f.item == ids.TOOL_CALLING else f for f in verdict(exchanges)]
+
+    return replace(check, verdict=owned)
+
+
+def _tool_calling_checks(item: str) -> tuple[Check, ...]:
     return (
         make_check(
             item,
@@ -63,6 +93,7 @@ def tool_calling_checks(item: str) -> tuple[Check, ...]:
             [rq.chat(rq.WEATHER_PROMPT, tool_choice="required", **_WEATHER)],
             succeeded(),
             called(0, "get_weather"),
+            exercised=ex.called(0),
         ),
         make_check(
             item,
@@ -71,6 +102,7 @@ def tool_calling_checks(item: str) -> tuple[Check, ...]:
             [rq.chat(rq.WEATHER_PROMPT, tool_choice="required", stream=True, **_WEATHER)],
             succeeded(),
             called(0, "get_weather"),
+            exercised=ex.called(0),
         ),
         make_check(
             item,
@@ -82,6 +114,7 @@ def tool_calling_checks(item: str) -> tuple[Check, ...]:
             ],
             succeeded(),
             same_answer(0, 1),
+            exercised=ex.all_of(ex.called(0), ex.called(1)),
         ),
         make_check(
             item,
@@ -89,6 +122,16 @@ def tool_calling_checks(item: str) -> tuple[Check, ...]:
             "A conversation holding an assistant tool call and its `tool` result message is accepted",
             [rq.chat(messages=_TOOL_RESULT_TURN, **_WEATHER)],
             succeeded(),
+        ),
+        make_check(
+            item,
+            "tools-without-tool-choice",
+            'Tools sent without tool_choice (OpenAI\'s default, "auto") reach the model: it calls one, or '
+            "prompt_tokens grows over the same request without tools (llama-cpp-python's default format drops them)",
+            [rq.chat(rq.WEATHER_PROMPT, max_tokens=8), rq.chat(rq.WEATHER_PROMPT, **_WEATHER)],
+            succeeded(),
+            tools_reach_model(0, 1),
+            exercised=ex.called_or_usage(0, 1),
         ),
         make_check(
             item,
@@ -136,6 +179,7 @@ _TOOL_CHOICE = Item(
             'tool_choice "required" yields tool_calls, not pseudo-XML in content (lmstudio #2115)',
             [rq.chat(rq.WEATHER_PROMPT, tool_choice="required", **_WEATHER)],
             succeeded(),
+            at_least_calls(0, 1),
         ),
         make_check(
             ids.TOOL_CHOICE,
@@ -143,6 +187,7 @@ _TOOL_CHOICE = Item(
             'tool_choice "required" with stream: true yields streamed tool calls',
             [rq.chat(rq.WEATHER_PROMPT, tool_choice="required", stream=True, **_WEATHER)],
             succeeded(),
+            at_least_calls(0, 1),
         ),
         make_check(
             ids.TOOL_CHOICE,
@@ -152,7 +197,7 @@ _TOOL_CHOICE = Item(
             [
                 rq.chat(
                     rq.WEATHER_PROMPT,
-                    tools=[rq.TIME_TOOL, rq.WEATHER_TOOL],
+                    tools=[_TIMEZONE_TOOL, rq.WEATHER_TOOL],
                     tool_choice=rq.named("get_weather"),
                     max_tokens=_TOOL_TOKENS,
                 )
@@ -167,7 +212,7 @@ _TOOL_CHOICE = Item(
             [
                 rq.chat(
                     rq.WEATHER_PROMPT,
-                    tools=[rq.TIME_TOOL, rq.WEATHER_TOOL],
+                    tools=[_TIMEZONE_TOOL, rq.WEATHER_TOOL],
                     tool_choice=rq.named("get_weather"),
                     stream=True,
                     max_tokens=_TOOL_TOKENS,
@@ -193,6 +238,7 @@ _FINISH_REASON = Item(
             [rq.chat(rq.WEATHER_PROMPT, tool_choice="required", **_WEATHER)],
             succeeded(),
             at_least_calls(0, 1),
+            exercised=ex.called(0),
         ),
         make_check(
             ids.FINISH_REASON_TOOL_CALLS,
@@ -201,6 +247,7 @@ _FINISH_REASON = Item(
             [rq.chat(rq.WEATHER_PROMPT, tool_choice="required", stream=True, **_WEATHER)],
             succeeded(),
             at_least_calls(0, 1),
+            exercised=ex.called(0),
         ),
         make_check(
             ids.FINISH_REASON_TOOL_CALLS,
@@ -209,6 +256,7 @@ _FINISH_REASON = Item(
             [rq.chat(rq.WEATHER_PROMPT, tools=[rq.WEATHER_TOOL], tool_choice="required", max_tokens=20)],
             succeeded(),
             finish(0, "length", "tool_calls"),
+            exercised=ex.cut_call(0),
         ),
         make_check(
             ids.FINISH_REASON_TOOL_CALLS,
@@ -218,6 +266,7 @@ _FINISH_REASON = Item(
             [rq.chat(rq.WEATHER_PROMPT, tool_choice=rq.named("get_weather"), stream=True, **_WEATHER)],
             succeeded(),
             at_least_calls(0, 1),
+            exercised=ex.called(0),
         ),
     ),
 )
@@ -244,6 +293,7 @@ _NO_EMPTY_NAME = Item(
             ],
             succeeded(),
             called(0, "get_weather"),
+            exercised=ex.called(0),
         ),
         make_check(
             ids.NO_EMPTY_FUNCTION_NAME,
@@ -252,6 +302,7 @@ _NO_EMPTY_NAME = Item(
             [rq.chat(stream=True, **_PARALLEL)],
             succeeded(),
             called(0, "get_weather"),
+            exercised=ex.called(0, 2, see=_PARALLEL_SEE),
         ),
     ),
 )
@@ -279,6 +330,7 @@ _STREAMED_ARGUMENTS = Item(
             succeeded(),
             called(0, "get_weather"),
             fragmented_arguments(0),
+            exercised=ex.called(0),
         ),
         make_check(
             ids.STREAMED_TOOL_ARGUMENTS,
@@ -295,6 +347,7 @@ _STREAMED_ARGUMENTS = Item(
             ],
             succeeded(),
             called(0, "get_forecast"),
+            exercised=ex.called(0),
         ),
     ),
 )
@@ -313,6 +366,7 @@ _NO_PARAMETERS = Item(
             [rq.chat("What time is it?", tools=[rq.TIME_TOOL], tool_choice="required", max_tokens=_TOOL_TOKENS)],
             succeeded(),
             called(0, "get_time"),
+            exercised=ex.called(0),
         ),
         make_check(
             ids.TOOLS_WITHOUT_PARAMETERS,
@@ -329,6 +383,7 @@ _NO_PARAMETERS = Item(
             ],
             succeeded(),
             called(0, "get_time"),
+            exercised=ex.called(0),
         ),
     ),
 )
@@ -348,6 +403,7 @@ _PARALLEL_CHUNKED = Item(
             succeeded(),
             at_least_calls(0, 2, name="get_weather"),
             distinct_call_ids(0),
+            exercised=ex.called(0, 2, see=_PARALLEL_SEE),
         ),
         make_check(
             ids.PARALLEL_TOOL_CALLS_CHUNKED,
@@ -357,6 +413,32 @@ _PARALLEL_CHUNKED = Item(
             succeeded(),
             at_least_calls(0, 2),
             same_answer(0, 1),
+            exercised=ex.called(0, 2, see=_PARALLEL_SEE),
+        ),
+        make_check(
+            ids.PARALLEL_TOOL_CALLS_CHUNKED,
+            "parallel-tool-calls-true",
+            "parallel_tool_calls: true is accepted and the stream carries two or more calls with distinct ids",
+            [rq.chat(stream=True, parallel_tool_calls=True, **_PARALLEL)],
+            succeeded(),
+            distinct_call_ids(0),
+            exercised=ex.called(0, 2, see=_PARALLEL_SEE),
+        ),
+        make_check(
+            ids.PARALLEL_TOOL_CALLS_CHUNKED,
+            "parallel-tool-calls-false",
+            "parallel_tool_calls: false, asked about two cities: at most one tool call",
+            [rq.chat(parallel_tool_calls=False, **_PARALLEL)],
+            succeeded(),
+            exercised=ex.called(0),
+        ),
+        make_check(
+            ids.PARALLEL_TOOL_CALLS_CHUNKED,
+            "parallel-tool-calls-false-streamed",
+            "parallel_tool_calls: false with stream: true: at most one tool call in the stream",
+            [rq.chat(stream=True, parallel_tool_calls=False, **_PARALLEL)],
+            succeeded(),
+            exercised=ex.called(0),
         ),
     ),
 )
@@ -382,6 +464,7 @@ _SCHEMA_DEFS = Item(
             ],
             succeeded(),
             called(0, "get_forecast"),
+            exercised=ex.called(0),
         ),
         make_check(
             ids.TOOL_SCHEMA_DEFS,
@@ -398,6 +481,7 @@ _SCHEMA_DEFS = Item(
             ],
             succeeded(),
             called(0, "get_forecast"),
+            exercised=ex.called(0),
         ),
     ),
 )
@@ -416,6 +500,7 @@ _PARALLEL_STREAM = Item(
             [rq.chat(stream=True, **_PARALLEL)],
             succeeded(),
             at_least_calls(0, 2, name="get_weather"),
+            exercised=ex.called(0, 2, see=_PARALLEL_SEE),
         ),
         make_check(
             ids.PARALLEL_TOOL_CALLS_STREAM,
@@ -424,6 +509,7 @@ _PARALLEL_STREAM = Item(
             [rq.chat(stream=True, include_usage=True, **_PARALLEL)],
             succeeded(),
             at_least_calls(0, 2, name="get_weather"),
+            exercised=ex.called(0, 2, see=_PARALLEL_SEE),
         ),
     ),
 )
@@ -455,6 +541,7 @@ _NAME_NORMALIZATION = Item(
             ],
             succeeded(),
             called(0, "getCurrentWeather"),
+            exercised=ex.called(0),
         ),
         make_check(
             ids.TOOL_NAME_NORMALIZATION,
@@ -477,6 +564,7 @@ _NAME_NORMALIZATION = Item(
             ],
             succeeded(),
             called(0, "get-weather"),
+            exercised=ex.called(0),
         ),
     ),
 )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conformance.check import Item, Kind
+from conformance.check import ANTHROPIC, LMSTUDIO, RESPONSES, Item, Kind
 
 __all__ = ["CLI_SKIP_REASON", "UNCOVERED_ITEMS"]
 
@@ -14,7 +14,20 @@ def _cli(item_id: str, version: str, title: str) -> Item:
 
 
 def _api(item_id: str, version: str, title: str, *endpoints: str) -> Item:
-    return Item(id=item_id, version=version, title=title, kind=Kind.API, endpoints=endpoints)
+    return Item(
+        id=item_id, version=version, title=title, kind=Kind.API, endpoints=endpoints, extension=_surface(endpoints)
+    )
+
+
+def _surface(endpoints: tuple[str, ...]) -> str | None:
+    """The extension an item's endpoints belong to (None for OpenAI's own chat/models routes)."""
+    if any(e.startswith("/api/") for e in endpoints):
+        return LMSTUDIO
+    if "/v1/messages" in endpoints:
+        return ANTHROPIC
+    if "/v1/responses" in endpoints:
+        return RESPONSES
+    return None
 
 
 UNCOVERED_ITEMS: dict[str, Item] = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from conformance.catalog import exercised as ex
 from conformance.catalog import requests as rq
 from conformance.catalog.expect import (
     make_check,
@@ -39,6 +40,7 @@ _USAGE_COUNTS = Item(
             [rq.chat(_QUESTION, max_tokens=8), rq.chat(_QUESTION, system=_SYSTEM, max_tokens=8)],
             succeeded(),
             prompt_tokens_grow(0, 1, "system prompt"),
+            exercised=ex.usage_reported(),
         ),
         make_check(
             ids.USAGE_INCLUDES_SYSTEM_AND_TOOLS,
@@ -47,6 +49,7 @@ _USAGE_COUNTS = Item(
             [rq.chat(_QUESTION, max_tokens=8), rq.chat(_QUESTION, tools=[rq.WEATHER_TOOL], max_tokens=8)],
             succeeded(),
             prompt_tokens_grow(0, 1, "tool definition"),
+            exercised=ex.usage_reported(),
         ),
     ),
 )
@@ -111,6 +114,7 @@ _STREAM_ERRORS = Item(
             "passes if its stream is well-formed)",
             [rq.chat(_OVERFLOW_PROMPT, stream=True, max_tokens=8)],
             stream_error_reported(0, required=False),
+            exercised=ex.errored(0),
         ),
     ),
 )
@@ -129,6 +133,7 @@ _STREAM_USAGE_CORRECT = Item(
             [rq.chat("Name three fruits."), rq.chat("Name three fruits.", stream=True, include_usage=True)],
             succeeded(),
             same_usage(0, 1),
+            exercised=ex.usage_reported(),
         ),
         make_check(
             ids.STREAM_USAGE_CORRECT,
@@ -147,6 +152,7 @@ _STREAM_USAGE_CORRECT = Item(
             ],
             succeeded(),
             same_usage(0, 1),
+            exercised=ex.all_of(ex.called(0), ex.called(1), ex.usage_reported()),
         ),
     ),
 )

@@ -32,6 +32,8 @@ class Change:
 @dataclass(frozen=True)
 class Comparison:
     regressions: tuple[Change, ...] = ()
+    lost: tuple[Change, ...] = ()
+    """pass -> skip: what the old run proved, the new one no longer shows (not implemented, not exercised)."""
     fixes: tuple[Change, ...] = ()
     shape_changes: tuple[Change, ...] = ()
     status_changes: tuple[Change, ...] = ()
@@ -51,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"old: {_describe(old)}\nnew: {_describe(new)}")
     for line in render(comparison):
         print(line)
-    return 1 if comparison.regressions else 0
+    return 1 if comparison.regressions or comparison.lost else 0
 
 
 def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> Comparison:
@@ -60,7 +62,13 @@ def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> Comparison:
     new_items = {i["id"]: i for i in new["items"]}
     old_entries = _entries(i for k, i in old_items.items() if k in new_items)
     new_entries = _entries(i for k, i in new_items.items() if k in old_items)
-    buckets: dict[str, list[Change]] = {"regressions": [], "fixes": [], "shape_changes": [], "status_changes": []}
+    buckets: dict[str, list[Change]] = {
+        "regressions": [],
+        "lost": [],
+        "fixes": [],
+        "shape_changes": [],
+        "status_changes": [],
+    }
     for key, (status, shape, message) in new_entries.items():
         if key not in old_entries:
             continue
@@ -73,6 +81,8 @@ def compare(old: Mapping[str, Any], new: Mapping[str, Any]) -> Comparison:
         change = Change(key, old_status, status, message)
         if old_status == "pass" and status in _BROKEN:
             buckets["regressions"].append(change)
+        elif old_status == "pass" and status == "skip":
+            buckets["lost"].append(change)
         elif old_status in _BROKEN and status == "pass":
             buckets["fixes"].append(change)
         else:
@@ -92,6 +102,7 @@ def render(comparison: Comparison) -> Iterator[str]:
         return
     titles = {
         "regressions": "regressions (pass -> fail/error)",
+        "lost": "lost (pass -> skip)",
         "fixes": "fixes (fail/error -> pass)",
         "shape_changes": "shape changes (same status, different shape)",
         "status_changes": "other status changes",
@@ -103,7 +114,8 @@ def render(comparison: Comparison) -> Iterator[str]:
         yield f"{title}: {len(changes)}"
         for change in changes:
             line = f"  {change.key}: {change.old} -> {change.new}" if change.old != change.new else f"  {change.key}"
-            yield line + (f"  ({change.message})" if change.message and change.new in _BROKEN else "")
+            shown = change.message and (change.new in _BROKEN or name == "lost")
+            yield line + (f"  ({change.message})" if shown else "")
             yield from ("      " + text for text in change.shape_diff.splitlines())
     for name, keys in (("new", comparison.new), ("removed", comparison.removed)):
         if keys:

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from conformance.exchange import Exchange
 from conformance.findings import Finding
-from conformance.verdicts import acceptance, bodies, chat, embeddings, errors, framing, models, sdk, tools, usage
+from conformance.verdicts import (
+    acceptance,
+    bodies,
+    chat,
+    embeddings,
+    errors,
+    framing,
+    models,
+    sdk,
+    structured,
+    tools,
+    usage,
+)
 from conformance.verdicts.answer import Answer, ToolCall, answer, answer_of
 from conformance.verdicts.context import Context, Endpoint, Issue, endpoint_of
 from conformance.verdicts.rule import Rule
@@ -36,6 +48,7 @@ RULES: tuple[Rule, ...] = (
     *chat.RULES,
     *usage.RULES,
     *tools.RULES,
+    *structured.RULES,
     *sdk.RULES,
     *embeddings.RULES,
     *models.RULES,

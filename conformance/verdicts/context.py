@@ -9,6 +9,7 @@ from functools import cached_property
 from typing import Any
 
 from conformance.exchange import Exchange, SSEEvent
+from conformance.findings import ERROR
 from conformance.verdicts import items
 
 __all__ = ["DONE", "Context", "Endpoint", "Issue", "StreamView", "as_dict", "endpoint_of", "excerpt"]
@@ -65,6 +66,8 @@ class Issue:
     """Overrides the rule's item when the same rule enforces several items (e.g. streamed vs not)."""
     exchange: int | None = None
     """For expectations over several exchanges: which one."""
+    severity: str = ERROR
+    """`error` (fails the item) or `warning` (reported, never fails)."""
 
 
 class StreamView:

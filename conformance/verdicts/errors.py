@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from conformance import schemas
+from conformance.findings import WARNING
 from conformance.verdicts import items
 from conformance.verdicts.context import Context, Issue
 from conformance.verdicts.rule import ALL_ENDPOINTS, Rule, rule
@@ -83,4 +84,20 @@ def error_body(ctx: Context) -> Iterator[Issue]:
         )
 
 
-RULES: tuple[Rule, ...] = (response_received, error_body)
+@rule("keep-alive-closed", items.BASE_CHAT, ALL_ENDPOINTS)
+def keep_alive_closed(ctx: Context) -> Iterator[Issue]:
+    """A kept-alive connection is not closed under the client without `Connection: close` (the request then
+    fails before any response byte and must be sent again)."""
+    if ctx.exchange.retried is not None:
+        yield Issue(
+            "the server closed a keep-alive connection without sending `Connection: close`: this request failed "
+            f"on the reused connection ({ctx.exchange.retried}) before any response byte, and was sent again on a "
+            "fresh one; clients that do not retry report an error",
+            item=ctx.base_item,
+            expected="`Connection: close` on the response before closing, or the connection kept open",
+            seen=ctx.exchange.retried,
+            severity=WARNING,
+        )
+
+
+RULES: tuple[Rule, ...] = (response_received, error_body, keep_alive_closed)

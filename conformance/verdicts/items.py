@@ -22,6 +22,7 @@ __all__ = [
     "STREAM_ERRORS",
     "STREAM_INCLUDE_USAGE",
     "STREAM_USAGE_CORRECT",
+    "STRUCTURED_OUTPUT",
     "TOOLS_REQUEST_ROBUSTNESS",
     "TOOLS_WITHOUT_PARAMETERS",
     "TOOL_CALLING",
@@ -37,6 +38,7 @@ BASE_STREAMING = "base/chat-streaming"
 BASE_MODELS = "base/models"
 BASE_ERRORS = "base/errors"
 BASE_COMPLETIONS = "base/completions"
+STRUCTURED_OUTPUT = "base/structured-output"
 TOOL_CALLING = "0.3.6/tool-calling"
 TTL = "0.3.9/ttl"
 REASONING_CONTENT = "0.3.9/reasoning-content"

@@ -46,6 +46,7 @@ class Rule:
                 pointer=issue.pointer,
                 expected=issue.expected,
                 seen=issue.seen,
+                severity=issue.severity,
             )
             for issue in _collapse(list(self.judge(ctx)))
         ]

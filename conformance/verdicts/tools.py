@@ -336,6 +336,25 @@ def no_tool_markup_in_content(ctx: Context) -> Iterator[Issue]:
         )
 
 
+@rule("parallel-tool-calls-false", items.PARALLEL_TOOL_CALLS_CHUNKED, _CHAT)
+def parallel_tool_calls_false(ctx: Context) -> Iterator[Issue]:
+    """With `parallel_tool_calls: false` the answer has at most one tool call."""
+    found = answer(ctx)
+    if found is None or found.error is not None or ctx.request.get("parallel_tool_calls") is not False:
+        return
+    if len(found.tool_calls) > 1:
+        call = found.tool_calls[1]
+        pointer, chunk = _call_location(call, found.streamed)
+        yield Issue(
+            f"parallel_tool_calls is false but the answer has {len(found.tool_calls)} tool calls; clients that "
+            "run one tool at a time ask for at most one",
+            chunk=chunk,
+            pointer=pointer.rsplit("/function", 1)[0],
+            expected="at most one tool call",
+            seen=[c.name for c in found.tool_calls],
+        )
+
+
 def _arguments(ctx: Context, call: ToolCall, streamed: bool, finish: str | None) -> Iterator[Issue]:
     pointer = call.pointer + "/function/arguments"
     item = items.STREAMED_TOOL_ARGUMENTS if streamed else items.TOOL_CALLING
@@ -430,5 +449,6 @@ RULES: tuple[Rule, ...] = (
     tool_call_name_defined,
     finish_reason_tool_calls,
     tool_choice_honoured,
+    parallel_tool_calls_false,
     no_tool_markup_in_content,
 )

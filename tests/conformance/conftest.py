@@ -244,6 +244,20 @@ BUGS = frozenset(
         "embedding_zero",  # all-zero vectors
         "embeddings_missing_one",  # one vector fewer than inputs
         "base64_float64",  # base64 of float64 instead of float32
+        "shared_call_id",  # parallel calls share one id
+        "ignore_parallel_false",  # parallel_tool_calls false still gets two calls
+        "json_invalid",  # response_format json_* answered with prose
+        "json_schema_500",  # 500 on response_format json_schema (llama-cpp-python)
+        # not bugs: answers that leave a check's feature unexercised
+        "ignore_tool_choice",  # tool_choice required or named answered with text, as for auto
+        "single_call",  # one tool call where two cities were asked about (the model's choice)
+        "short_answers",  # every text answer is one word: nothing reaches max_tokens
+        "short_calls",  # a tool call costs 5 tokens: max_tokens never cuts one
+        "no_usage",  # answers without usage, streams without a usage chunk
+        "truncate_long_prompts",  # a prompt longer than the context is truncated, not refused
+        "no_reasoning",  # the model does not reason
+        "no_lmstudio_api",  # /api/v0 routes answer 404, draft_model is ignored
+        "lmstudio_unexpected",  # /api/v0 routes answer LM Studio's "Unexpected endpoint" 200
     }
 )
 
@@ -256,6 +270,8 @@ _ANSWERS = {
     "think step by step": "Two plus three is five.",
 }
 _DEFAULT_ANSWER = "Hello! How can I help you today?"
+_REASONING = "The user adds two small numbers."
+_CAPITAL = {"city": "Paris", "country": "France"}
 _CALL_TOKENS = 30
 """What one tool call costs in completion tokens on the fake server."""
 _WORD = re.compile(r"\S+\s*")
@@ -297,6 +313,10 @@ class FakeServer:
             if "models_schema" not in self.bugs:
                 entry["object"] = "model"
             return 200, {"object": "list", "data": [entry]}
+        if path.startswith("/api/") and "no_lmstudio_api" in self.bugs:
+            return 404, {"error": {"message": f"Cannot {method} {path}", "type": "not_found_error"}}
+        if path.startswith("/api/") and "lmstudio_unexpected" in self.bugs:
+            return 200, {"error": f"Unexpected endpoint or method. ({method} {path})"}
         if method == "GET" and path == "/api/v0/models":
             model: dict[str, Any] = {"id": self.target.model, "object": "model", "type": "llm"}
             if "no_capabilities" not in self.bugs:
@@ -356,10 +376,15 @@ class FakeServer:
             if "reject_nested" in self.bugs and "object" in json.dumps(params).split('"type": "object"', 1)[-1]:
                 return self._invalid("nested parameters are not supported")
         user = " ".join(str(m.get("content")) for m in messages if isinstance(m, dict) and m.get("role") == "user")
-        if len(user) > 20000:
+        structured = (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+        if "json_schema_500" in self.bugs and (body.get("response_format") or {}).get("type") == "json_schema":
+            return 500, {"error": {"message": "'NoneType' object has no attribute 'get'", "type": "server_error"}}
+        if len(user) > 20000 and "truncate_long_prompts" not in self.bugs:
             return self._error(body, 400, "the prompt is longer than the context (2048 tokens)")
-        calls = self._calls(user, tools, choice)
+        calls = self._calls(user, tools, choice, body.get("parallel_tool_calls"))
         text = None if calls else self._text(user)
+        if structured and text is not None and "json_invalid" not in self.bugs:
+            text = json.dumps(_CAPITAL)
         if text is not None and "think_leak" in self.bugs:
             text = "<think>The user wants an answer.</think>" + text
         if text is not None and "harmony_leak" in self.bugs:
@@ -372,12 +397,16 @@ class FakeServer:
     def _text(self, user: str) -> str:
         lowered = user.lower()
         answer = next((a for k, a in _ANSWERS.items() if k in lowered), _DEFAULT_ANSWER)
+        if "short_answers" in self.bugs:
+            answer = answer.split()[0]
         if "nondeterministic" in self.bugs:
             answer = f"{answer} ({self.counter})"
         return answer
 
-    def _calls(self, user: str, tools: list[dict[str, Any]], choice: Any) -> list[tuple[str, dict[str, Any]]]:
-        if not tools:
+    def _calls(
+        self, user: str, tools: list[dict[str, Any]], choice: Any, parallel: Any = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        if not tools or "ignore_tool_choice" in self.bugs:
             return []
         if choice == "none" and "ignore_tool_choice_none" not in self.bugs:
             return []
@@ -392,7 +421,9 @@ class FakeServer:
         if "normalise_names" in self.bugs:
             name = re.sub(r"[^a-z0-9]+", "_", re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).lower())
         params = chosen.get("parameters") or {}
-        if "city" not in json.dumps(params):
+        if "city" not in json.dumps(params) or "single_call" in self.bugs:
+            cities = cities[:1]
+        if parallel is False and "ignore_parallel_false" not in self.bugs:
             cities = cities[:1]
         return [(name, _arguments(params, city, "strip_defs" in self.bugs)) for city in cities]
 
@@ -424,10 +455,10 @@ class FakeServer:
             text, calls = f'<tool_call>{{"name": "{name}", "arguments": {json.dumps(args)}}}</tool_call>', []
         if calls:
             message["tool_calls"] = [
-                {"id": f"call_{k}", "type": "function", "function": {"name": n, "arguments": self._args_text(a)}}
+                {"id": self._call_id(k), "type": "function", "function": {"name": n, "arguments": self._args_text(a)}}
                 for k, (n, a) in enumerate(calls)
             ]
-            completion = _CALL_TOKENS * len(calls)
+            completion = self._call_tokens() * len(calls)
             finish = self._call_finish(body)
             limit = body.get("max_tokens")
             if isinstance(limit, int) and limit < completion:
@@ -440,6 +471,8 @@ class FakeServer:
             words, finish = self._limited(body, text or "")
             message["content"] = "".join(words)
             completion = len(words)
+            if self._reasons(body):
+                message["reasoning_content"] = _REASONING
         result: dict[str, Any] = {
             "id": f"chatcmpl-{self.counter}",
             "object": "chat.completion",
@@ -448,10 +481,12 @@ class FakeServer:
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         }
+        if "no_usage" in self.bugs:
+            del result["usage"]
         if "schema_body" in self.bugs:
             del result["created"]
             result["choices"][0]["finish_reason"] = "eos"
-        if isinstance(body.get("draft_model"), str) and "no_stats" not in self.bugs:
+        if isinstance(body.get("draft_model"), str) and not {"no_stats", "no_lmstudio_api"} & self.bugs:
             result["stats"] = {
                 "tokens_per_second": 42.5,
                 "draft_model": body["draft_model"],
@@ -470,6 +505,16 @@ class FakeServer:
         if "finish_stop_with_tools" in self.bugs or isinstance(body.get("tool_choice"), dict):
             return "stop"
         return "tool_calls"
+
+    def _call_id(self, k: int) -> str:
+        return "call_0" if "shared_call_id" in self.bugs else f"call_{k}"
+
+    def _call_tokens(self) -> int:
+        return 5 if "short_calls" in self.bugs else _CALL_TOKENS
+
+    def _reasons(self, body: dict[str, Any]) -> bool:
+        """The fake model reasons on the reasoning prompt (unless told not to)."""
+        return "think step by step" in json.dumps(body.get("messages")).lower() and "no_reasoning" not in self.bugs
 
     def _args_text(self, args: dict[str, Any]) -> str:
         if not args and "empty_args" in self.bugs:
@@ -493,8 +538,10 @@ class FakeServer:
         if calls:
             chunks += self._call_chunks(chunk, calls)
             finish = self._call_finish(body)
-            completion = _CALL_TOKENS * len(calls)
+            completion = self._call_tokens() * len(calls)
         else:
+            if self._reasons(body):
+                chunks.append(chunk({"reasoning_content": _REASONING}))
             if "stream_differs" in self.bugs:
                 text = (text or "") + " And more."
             words, finish = self._limited(body, text or "")
@@ -508,7 +555,7 @@ class FakeServer:
             usage = {"prompt_tokens": prompt, "completion_tokens": 1, "total_tokens": prompt + 1}
         options = body.get("stream_options") or {}
         asked = options.get("include_usage") is True
-        if (asked and "no_usage_chunk" not in self.bugs) or (not asked and "usage_unasked" in self.bugs):
+        if (asked and not {"no_usage_chunk", "no_usage"} & self.bugs) or (not asked and "usage_unasked" in self.bugs):
             chunks.append({**head, "choices": [], "usage": usage})
         return _sse(chunks, done="no_done" not in self.bugs)
 
@@ -526,7 +573,12 @@ class FakeServer:
             fragments = [text] if "args_one_chunk" in self.bugs else [text[i : i + 6] for i in range(0, len(text), 6)]
             if "args_truncated" in self.bugs and len(fragments) > 1:
                 fragments = fragments[:-1]
-            start = {"index": index, "id": f"call_{k}", "type": "function", "function": {"name": name, "arguments": ""}}
+            start = {
+                "index": index,
+                "id": self._call_id(k),
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
             deltas = [start]
             for fragment in fragments:
                 later: dict[str, Any] = {"index": index, "function": {"arguments": fragment}}

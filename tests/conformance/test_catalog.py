@@ -148,6 +148,20 @@ def test_plans_are_small_seeded_and_use_the_target_model() -> None:
                     assert body["model"] == "target-model", check.id
 
 
+def test_every_generation_request_has_max_tokens_error_probes_included() -> None:
+    """A lenient server answers a broken request by generating: max_tokens bounds what it can do."""
+    target = Target(base_url="http://x.invalid", model="target-model")
+    for item in ITEMS:
+        for check in item.checks:
+            for spec in check.plan(target):
+                if spec.method != "POST" or spec.path.endswith("/embeddings"):
+                    continue
+                if isinstance(spec.body, bytes):
+                    assert b'"max_tokens": ' in spec.body, f"{item.id}::{check.id}"
+                else:
+                    assert isinstance(spec.body.get("max_tokens"), int), f"{item.id}::{check.id}"
+
+
 def test_parallel_plans_ask_about_two_cities_with_required_tools() -> None:
     target = Target(base_url="http://x.invalid", model="m")
     for check in by_id("0.3.18/parallel-tool-calls-chunked").checks:

@@ -116,3 +116,12 @@ def test_a_missing_report_is_a_one_line_usage_error(tmp_path: Path, capsys: pyte
         capsys.readouterr().err
         == f"conformance compare: cannot read {tmp_path / 'nope.json'}: No such file or directory\n"
     )
+
+
+def test_a_pass_that_became_a_skip_is_lost_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    reason = "not implemented by this server: GET /api/v0/models answered 404"
+    old = _report(_item("a/ext", "pass", _check("c", "pass")))
+    new = _report(_item("a/ext", "skip", _check("c", "skip", message=reason)))
+    assert [(c.key, c.old, c.new) for c in compare(old, new).lost] == [("a/ext::c", "pass", "skip")]
+    assert main(["compare", _write(tmp_path, "old.json", old), _write(tmp_path, "new.json", new)]) == 1
+    assert f"lost (pass -> skip): 1\n  a/ext::c: pass -> skip  ({reason})\n" in capsys.readouterr().out

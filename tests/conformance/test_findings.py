@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from conformance.findings import ConformanceFailure, Finding
@@ -47,3 +49,17 @@ def test_failure_is_an_assertion_error_with_findings() -> None:
     assert info.value.findings == tuple(findings)
     assert "first" in str(info.value)
     assert "second" in str(info.value)
+
+
+def test_evidence_is_capped_in_size() -> None:
+    """A jsonschema message that embeds a whole body (a per-token embedding) must not bloat a report."""
+    huge = {"embedding": [0.123456789] * 50_000}
+    finding = Finding(item="i", check="c", message="x" * 100_000, expected=huge, seen=huge, raw="r" * 100_000)
+    d = finding.to_dict()
+    assert len(json.dumps(d)) < 10_000
+    assert d["message"].endswith("... (100000 chars)")
+    assert isinstance(d["seen"], str)
+    assert d["seen"].startswith('{"embedding": [0.123456789')
+    assert len(str(finding)) < 10_000
+    small = Finding(item="i", check="c", message="m", expected={"a": [1, 2]}, seen=3).to_dict()
+    assert (small["expected"], small["seen"]) == ({"a": [1, 2]}, 3)

@@ -278,3 +278,30 @@ def test_select_keeps_check_less_items_it_names() -> None:
 def test_select_lists_versions_when_nothing_matches() -> None:
     with pytest.raises(UsageError, match=r"versions: base, 0\.0\.1, 0\.0\.2, 0\.0\.3, 0\.0\.10"):
         select(ITEMS, ["9.9"])
+
+
+def _lists_capabilities(exchanges: Sequence[Exchange]) -> Iterable[Finding]:
+    response = exchanges[0].response
+    if response is None or response.status != 200:
+        yield Finding(item="0.0.4/lms", check="caps", message="GET /api/v0/models failed", endpoint="/api/v0/models")
+
+
+@pytest.fixture
+def lmstudio_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+    item = _item("0.0.4/lms", ("caps", RequestSpec("GET", "/api/v0/models"), _lists_capabilities), extension="lmstudio")
+    module = types.ModuleType("conformance.catalog")
+    module.ITEMS = (item,)  # type: ignore[attr-defined]  # a stand-in for the real catalog
+    monkeypatch.setitem(sys.modules, "conformance.catalog", module)
+
+
+@pytest.mark.usefixtures("lmstudio_catalog")
+def test_a_missing_extension_skips_unless_expected(fake_url: str, tmp_path: Path) -> None:
+    assert _run("--base-url", fake_url, "--report-dir", str(tmp_path / "plain")) == 0
+    item = json.loads((tmp_path / "plain" / "report.json").read_text())["items"][0]
+    assert item["status"] == "skip"
+    assert item["reason"].startswith("not implemented by this server: GET /api/v0/models answered 404")
+    assert item["checks"][0]["evidence"][0]["status"] == 404
+    argv = ["--base-url", fake_url, "--expect", "lmstudio", "--exchange-timeout", "30"]
+    assert _run(*argv, "--report-dir", str(tmp_path / "expected")) == 1
+    item = json.loads((tmp_path / "expected" / "report.json").read_text())["items"][0]
+    assert (item["status"], item["checks"][0]["message"]) == ("fail", "GET /api/v0/models failed")

@@ -7,14 +7,15 @@ import sys
 import time
 import types
 from collections.abc import Generator, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import httpx
 import pytest
 
-from conformance.check import Check, Item, Kind, RequestSpec, Status, Target, send_all
+from conformance.check import LMSTUDIO, Check, Item, Kind, RequestSpec, Status, Target, send_all
 from conformance.exchange import Exchange
-from conformance.findings import ConformanceFailure, Finding
+from conformance.findings import WARNING, ConformanceFailure, Finding
 from conformance.results import CheckResult, ItemResult
 from conformance.runner import item_skip_reason, run_catalog, run_check, run_item
 
@@ -246,3 +247,94 @@ def test_run_catalog_reports_every_item_in_order_with_timings(client: httpx.Clie
         ("item_done", f"{ITEM}=pass"),
         ("item_done", "0.0.2/none=not_covered"),
     ]
+
+
+OTHER = "0.0.9/other"
+
+
+def _other_item(*checks: Check) -> Item:
+    return Item(id=OTHER, version="0.0.9", title="Other", kind=Kind.API, checks=checks)
+
+
+def test_a_finding_counts_for_its_own_item_not_the_check_that_saw_it(client: httpx.Client) -> None:
+    """A rule of 0.0.9 firing in a 0.0.1 exchange fails 0.0.9, not 0.0.1."""
+    foreign = Finding(item=OTHER, check="rule-x", message="wrong usage", endpoint="/v1/models")
+    seer = _check("sees", verdict=lambda exchanges: [foreign])
+    other = Check(
+        id="own", item=OTHER, title="o", plan=send_all(RequestSpec("GET", "/v1/models")), verdict=_no_findings
+    )
+    report = run_catalog(TARGET, [_item(seer), _other_item(other)], client=client)
+    mine, theirs = report.items
+    assert (mine.status, [c.status for c in mine.checks]) == (Status.PASS, [Status.PASS])
+    assert theirs.status == Status.FAIL
+    assert [(c.id, c.status) for c in theirs.checks] == [("own", Status.PASS), (f"seen-in {ITEM}::sees", Status.FAIL)]
+    assert theirs.checks[1].message == f"seen in {ITEM}::sees: wrong usage"
+    assert theirs.checks[1].evidence[0]["item"] == OTHER
+
+
+def test_findings_for_items_outside_the_run_do_not_fail_the_check_that_saw_them(client: httpx.Client) -> None:
+    seer = _check("sees", verdict=lambda exchanges: [Finding(item=OTHER, check="r", message="m")])
+    report = run_catalog(TARGET, [_item(seer)], client=client)
+    assert report.items[0].status == Status.PASS
+    assert report.meta["findings_outside_run"] == 1
+
+
+def test_a_check_whose_feature_was_not_exercised_skips(client: httpx.Client) -> None:
+    check = replace(_check(), exercised=lambda exchanges: "no tool call was returned; see 0.3.15/tool-choice")
+    result = run_item(client, TARGET, _item(check))
+    assert result.status == Status.SKIP
+    assert result.checks[0].message == "not exercised: no tool call was returned; see 0.3.15/tool-choice"
+    assert result.reason == result.checks[0].message
+
+
+def test_own_errors_fail_even_an_unexercised_check(client: httpx.Client) -> None:
+    check = replace(_check(verdict=lambda exchanges: [_finding("bad")]), exercised=lambda exchanges: "nothing")
+    assert run_item(client, TARGET, _item(check)).status == Status.FAIL
+
+
+def test_warnings_never_fail_an_item(client: httpx.Client) -> None:
+    warning = replace(_finding("answers differ"), severity=WARNING)
+    result = run_item(client, TARGET, _item(_check(verdict=lambda exchanges: [warning])))
+    assert result.status == Status.PASS
+    assert result.checks[0].message == "warning: answers differ"
+    assert [e["severity"] for e in result.checks[0].evidence] == ["warning"]
+
+
+def _lmstudio_item() -> Item:
+    check = _check(plan=send_all(RequestSpec("GET", "/api/v0/missing")))
+    return replace(_item(check), extension=LMSTUDIO)
+
+
+def test_an_extension_the_server_lacks_is_skipped_with_the_evidence(client: httpx.Client) -> None:
+    result = run_item(client, TARGET, _lmstudio_item())
+    assert result.status == Status.SKIP
+    assert result.checks[0].message == (
+        "not implemented by this server: GET /api/v0/missing answered 404 (pass --expect lmstudio to count this "
+        "as a failure)"
+    )
+    assert result.checks[0].evidence[0]["status"] == 404
+    assert result.reason == result.checks[0].message
+
+
+def test_an_expected_extension_that_is_missing_fails(client: httpx.Client) -> None:
+    failing = _check(plan=send_all(RequestSpec("GET", "/api/v0/missing")), verdict=lambda e: [_finding("404")])
+    item = replace(_item(failing), extension=LMSTUDIO)
+    assert run_item(client, replace(TARGET, expect=frozenset({LMSTUDIO})), item).status == Status.FAIL
+    assert run_item(client, replace(TARGET, server="LM Studio 0.3.30"), item).status == Status.FAIL
+    # LM Studio sends no Server header; its /v1/models say owned_by "organization_owner"
+    assert run_item(client, replace(TARGET, server="organization_owner"), item).status == Status.FAIL
+    assert run_item(client, TARGET, item).status == Status.SKIP
+
+
+def test_lm_studio_unexpected_endpoint_answer_counts_as_missing() -> None:
+    from conformance.applicability import unimplemented
+    from conformance.exchange import Request, Response
+
+    request = Request("POST", "http://x/v1/messages", "/v1/messages", body={})
+    body = {"error": "Unexpected endpoint or method. (POST /v1/messages)"}
+    exchange = Exchange(request, Response(200, {"content-type": "application/json"}, body=body))
+    item = Item(id="0.4.1/anthropic-messages", version="0.4.1", title="", kind=Kind.API, extension="anthropic")
+    sign = unimplemented(item, [exchange])
+    assert sign is not None
+    assert sign[0] == 'POST /v1/messages answered 200 "Unexpected endpoint or method"'
+    assert unimplemented(replace(item, extension=None), [exchange]) is None
