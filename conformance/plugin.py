@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import Callable, Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,11 @@ import pytest
 from conformance.check import Check, Item, Status, Target
 from conformance.errors import UsageError
 from conformance.findings import ConformanceFailure, Finding
-from conformance.report._text import evidence_text
+from conformance.report._text import check_text, requests_text
 from conformance.results import CheckResult
 from conformance.runner import default_client, item_skip_reason, run_check
 
-__all__ = ["CheckError", "CheckItem", "ItemCollector"]
+__all__ = ["CheckError", "CheckFailure", "CheckItem", "ConformanceWarning", "ItemCollector"]
 
 _NO_CHECKS = "item"
 """Name of the one test standing for an item without checks (it skips)."""
@@ -26,6 +27,21 @@ _NO_CHECKS = "item"
 
 class CheckError(Exception):
     """A check could not be judged (plan or verdict raised, or the server did not answer)."""
+
+
+class CheckFailure(ConformanceFailure):
+    """A failed check: its findings, then the requests it sent with a curl command for each."""
+
+    def __init__(self, findings: Sequence[Finding], *, requests: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().__init__(findings)
+        self.requests = tuple(requests)
+
+    def __str__(self) -> str:
+        return "\n\n".join(part for part in (super().__str__(), requests_text(self.requests)) if part)
+
+
+class ConformanceWarning(UserWarning):
+    """A check passed with warning-level findings (a deviation the API's documentation allows)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -186,6 +202,8 @@ def _source(obj: Any) -> tuple[Path, int]:
 def _raise_for(result: CheckResult) -> None:
     __tracebackhide__ = True
     if result.status == Status.FAIL:
-        raise ConformanceFailure([Finding(**dict(e)) for e in result.evidence])
+        raise CheckFailure([Finding(**dict(e)) for e in result.evidence], requests=result.requests)
     if result.status == Status.ERROR:
-        raise CheckError(f"{result.message}\n\n{evidence_text(result.evidence)}".rstrip())
+        raise CheckError(f"{result.message}\n\n{check_text(result.evidence, result.requests)}".rstrip())
+    if result.warnings:
+        warnings.warn(ConformanceWarning(check_text(result.warnings, result.requests)), stacklevel=1)

@@ -16,6 +16,7 @@ from conformance.client import send
 from conformance.exchange import Exchange
 from conformance.findings import ConformanceFailure, Finding
 from conformance.results import CheckResult, ItemResult, RunReport, TargetInfo, item_status
+from conformance.results import with_requests
 
 __all__ = ["Observer", "default_client", "item_skip_reason", "run_catalog", "run_check", "run_item"]
 
@@ -45,8 +46,12 @@ def default_client() -> httpx.Client:
 
 def run_check(client: httpx.Client, target: Target, check: Check) -> CheckResult:
     """Drive the check's plan over HTTP and judge what came back; errors become `error` results."""
-    start = time.perf_counter()
     exchanges: list[Exchange] = []
+    return with_requests(_judge(client, target, check, exchanges), exchanges, api_key=target.api_key)
+
+
+def _judge(client: httpx.Client, target: Target, check: Check, exchanges: list[Exchange]) -> CheckResult:
+    start = time.perf_counter()
     try:
         _drive(check, client, target, exchanges)
     except _NoResponse as exc:
