@@ -58,14 +58,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     peers = [Peer("reference", ())]
     python = _llama_cpp_python(args.venv)
     if python is not None:
-        base = (python, "-m", "llama_cpp.server", "--model", "{model}", "--host", "127.0.0.1", "--port", "{port}")
+        base: tuple[str, ...] = (
+            python,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            "{model}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+        )
         peers.append(Peer("llama-cpp-python", base))
         peers.append(Peer("llama-cpp-python-chatml-fc", (*base, "--chat_format", "chatml-function-calling")))
     server = args.llama_server or shutil.which("llama-server")
     if server is None:
         print("llama-server: not found on PATH and no --llama-server given; its columns are left out", flush=True)
     else:
-        base = (server, "-m", "{model}", "--host", "127.0.0.1", "--port", "{port}")
+        base = (str(server), "-m", "{model}", "--host", "127.0.0.1", "--port", "{port}")
         peers.append(Peer("llama-server", base))
         peers.append(Peer("llama-server-jinja", (*base, "--jinja")))
 

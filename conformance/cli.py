@@ -6,6 +6,7 @@ import argparse
 import importlib
 import importlib.metadata
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 
 from conformance.errors import UsageError
@@ -67,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def sub(name: str, summary: str, description: str) -> argparse.ArgumentParser:
         command = subparsers.add_parser(
-            name, help=summary, description=description, epilog=_EXIT_CODES, formatter_class=_Formatter
+            name,
+            help=summary,
+            description=textwrap.fill(description, 88),
+            epilog=_EXIT_CODES,
+            formatter_class=_Formatter,
         )
         command.set_defaults(parser=command)
         return command
@@ -108,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
         "LABEL=path/report.json.",
     )
     matrix.add_argument("reports", nargs="+", metavar="REPORT.json", help="reports to put side by side, in order")
-    matrix.add_argument("--out", metavar="DIR", help="where to write matrix.html and matrix.md (default: reports/matrix-<time>/)")
+    matrix.add_argument(
+        "--out", metavar="DIR", help="where to write matrix.html and matrix.md (default: reports/matrix-<time>/)"
+    )
     _command(matrix, "conformance.report.matrix:main")
 
     serve = sub(
@@ -138,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME",
-        help="another header, query or JSON field name to redact (repeatable)",
+        help="another header, query or JSON field name to redact (repeatable; default: only the built-in secret names)",
     )
     record.add_argument("--har", metavar="OUT.har", help="also write the session as HAR 1.2 (default: no HAR)")
     _command(record, "proxy.cli:record")
@@ -166,9 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="GLOB",
-        help="also ignore paths matching GLOB, e.g. 'usage.*' (repeatable)",
+        help="also ignore paths matching GLOB, e.g. 'usage.*' (repeatable; default: the built-in volatile fields only)",
     )
-    diff.add_argument("--json", action="store_true", help="print the differences as JSON")
+    diff.add_argument("--json", action="store_true", help="print the differences as JSON (default: text lines)")
     _command(diff, "proxy.cli:diff")
 
     replay = sub(

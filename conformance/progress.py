@@ -149,7 +149,13 @@ def _print_lines(report: RunReport, paths: Mapping[str, Path], console: Console)
             if check.status in (Status.FAIL, Status.ERROR):
                 console.print(_line(f"{item.id}::{check.id}", check.status, check.message))
             elif check.warnings:
-                console.print(_line(f"{item.id}::{check.id}", check.status, f"{len(check.warnings)} warnings: {check.warnings[0].get('message', '')}"))
+                console.print(
+                    _line(
+                        f"{item.id}::{check.id}",
+                        check.status,
+                        f"{len(check.warnings)} warnings: {check.warnings[0].get('message', '')}",
+                    )
+                )
     wall = float(report.meta.get("wall_s", report.duration_s))
     server = float(report.meta.get("server_s", 0.0))
     console.print(f"{wall:.1f} s in all, {server:.1f} s waiting on the server")

@@ -10,7 +10,16 @@ from conformance.check import Kind, Status
 from conformance.exchange import Exchange
 from conformance.findings import WARNING
 
-__all__ = ["SCHEMA_VERSION", "CheckResult", "ItemResult", "RunContext", "RunReport", "TargetInfo", "item_status", "with_requests"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "CheckResult",
+    "ItemResult",
+    "RunContext",
+    "RunReport",
+    "TargetInfo",
+    "item_status",
+    "with_requests",
+]
 
 SCHEMA_VERSION = 1
 
@@ -130,7 +139,12 @@ class RunContext:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunContext:
         only = d.get("only")
-        return cls(d.get("source", "run"), d.get("suite_version", ""), None if only is None else tuple(only), d.get("command", ""))
+        return cls(
+            d.get("source", "run"),
+            d.get("suite_version", ""),
+            None if only is None else tuple(only),
+            d.get("command", ""),
+        )
 
 
 @dataclass(frozen=True)
@@ -192,7 +206,7 @@ class RunReport:
 
 def with_requests(result: CheckResult, exchanges: Sequence[Exchange], *, api_key: str | None) -> CheckResult:
     """The result with the requests its exchanges sent, when it did not pass cleanly (evidence to reproduce)."""
-    if result.status == Status.PASS and not result.evidence or not exchanges:
+    if (result.status == Status.PASS and not result.evidence) or not exchanges:
         return result
     from conformance.report.reproduce import request_records
 

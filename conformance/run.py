@@ -211,7 +211,9 @@ def resolve_target(
                 f"the server refused the API key: GET {base}/v1/models answered {reply.status_code}; "
                 f"check {flags}api-key"
             )
-        raise UsageError(f"GET {base}/v1/models answered {reply.status_code}: the server wants a key, pass {flags}api-key KEY")
+        raise UsageError(
+            f"GET {base}/v1/models answered {reply.status_code}: the server wants a key, pass {flags}api-key KEY"
+        )
     if model is None:
         model = _first_model(reply, models, base, flags)
     else:

@@ -15,8 +15,7 @@ from conformance.check import Check, Item, Status, Target
 from conformance.client import send
 from conformance.exchange import Exchange
 from conformance.findings import ConformanceFailure, Finding
-from conformance.results import CheckResult, ItemResult, RunReport, TargetInfo, item_status
-from conformance.results import with_requests
+from conformance.results import CheckResult, ItemResult, RunReport, TargetInfo, item_status, with_requests
 
 __all__ = ["Observer", "default_client", "item_skip_reason", "run_catalog", "run_check", "run_item"]
 

@@ -171,8 +171,8 @@ def _item_entries(items: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, An
 
 def _filtered(report: Mapping[str, Any]) -> bool:
     """Whether the report ran an --only selection (so missing items were not removed from the catalog)."""
-    context = report.get("run")
-    return bool(context) and context.get("only") is not None
+    context = report.get("run") or {}
+    return context.get("only") is not None
 
 
 def _describe(report: Mapping[str, Any]) -> str:

@@ -24,7 +24,7 @@ from conformance.report._text import evidence_text, shown
 from conformance.report.reproduce import API_KEY_VARIABLE
 from conformance.results import CheckResult, ItemResult, RunReport
 
-__all__ = ["badge", "inline_markdown", "render", "write", "STYLE"]
+__all__ = ["STYLE", "badge", "inline_markdown", "render", "write"]
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 76rem; padding: 0 1rem; color: #1b1f24; }
@@ -97,7 +97,8 @@ def render(report: RunReport) -> str:
 
 def inline_markdown(text: str) -> str:
     """Our titles and messages use Markdown code spans: render them (HTML in the text stays escaped)."""
-    return _markdown.renderInline(text).strip()
+    rendered: str = _markdown.renderInline(text)
+    return rendered.strip()
 
 
 def badge(status: str, label: str | None = None, *, href: str | None = None, extra: str = "") -> str:
@@ -144,7 +145,9 @@ def _summary(report: RunReport) -> str:
         badges.append(f"<li>{badge(status, text, href=href, extra='' if count else 'zero')}</li>")
     warned = sum(bool(c.warnings) for i in report.items for c in i.checks)
     text = f"{warned} checks with warnings"
-    badges.append(f"<li>{badge('warning', text, href='#warnings' if warned else None, extra='' if warned else 'zero')}</li>")
+    badges.append(
+        f"<li>{badge('warning', text, href='#warnings' if warned else None, extra='' if warned else 'zero')}</li>"
+    )
     return '<ul class="summary">' + "".join(badges) + "</ul>"
 
 
@@ -165,7 +168,9 @@ def _grid(items: Iterable[ItemResult]) -> str:
 def _links(report: RunReport) -> str:
     """Links to every failing or erroring check, then to every check with warnings."""
     parts = []
-    broken = [(i, c) for i in report.items for c in i.checks if c.status in _BROKEN]
+    broken: list[tuple[ItemResult, CheckResult | None]] = [
+        (i, c) for i in report.items for c in i.checks if c.status in _BROKEN
+    ]
     broken += [(i, None) for i in report.items if i.status in _BROKEN and not i.checks]
     if broken:
         parts.append(f'<nav aria-label="failures"><h2>Failures and errors ({len(broken)})</h2><ul>')

@@ -51,7 +51,9 @@ def _lines(report: RunReport) -> Iterator[str]:
         yield "## Failures and errors"
         for item, check in bad:
             yield from _check(item, check, str(check.status))
-    warned = [(i, c) for i in report.items for c in i.checks if c.warnings and c.status not in (Status.FAIL, Status.ERROR)]
+    warned = [
+        (i, c) for i in report.items for c in i.checks if c.warnings and c.status not in (Status.FAIL, Status.ERROR)
+    ]
     if warned:
         yield ""
         yield "## Warnings"

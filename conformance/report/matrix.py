@@ -198,7 +198,9 @@ def _notes(columns: Sequence[Column]) -> Iterator[str]:
             warned = _warned(item)
             if item.status == Status.PASS and not warned:
                 continue
-            if not warned and (item.status == Status.NOT_COVERED or (item.status == Status.SKIP and item.kind != Kind.API)):
+            if not warned and (
+                item.status == Status.NOT_COVERED or (item.status == Status.SKIP and item.kind != Kind.API)
+            ):
                 continue  # items without checks, CLI and model-specific skips: the same on every target
             why = item.reason or "; ".join(
                 f"{c.id}: {c.message or c.status}" for c in item.checks if c.status != Status.PASS or c.warnings
