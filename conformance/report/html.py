@@ -84,7 +84,7 @@ def render(report: RunReport) -> str:
             _links(report),
             "</header><main>",
             *(
-                ['<section id="failures-and-errors"><h2>Failures and errors</h2>', *map(_item, broken), "</section>"]
+                ['<section id="failures-and-errors"><h2>Failing and erroring items</h2>', *map(_item, broken), "</section>"]
                 if broken
                 else []
             ),
@@ -144,7 +144,7 @@ def _summary(report: RunReport) -> str:
         text = f"{count} {label.replace('_', ' ')}"
         badges.append(f"<li>{badge(status, text, href=href, extra='' if count else 'zero')}</li>")
     warned = sum(bool(c.warnings) for i in report.items for c in i.checks)
-    text = f"{warned} checks with warnings"
+    text = f"{warned} warned"
     badges.append(
         f"<li>{badge('warning', text, href='#warnings' if warned else None, extra='' if warned else 'zero')}</li>"
     )

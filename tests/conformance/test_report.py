@@ -153,7 +153,7 @@ def test_html_escapes_server_text_and_loads_nothing_from_outside() -> None:
 def test_html_groups_items_by_version_with_badges_and_evidence_in_details() -> None:
     html = render(sample_report())
     sections = re.findall(r"<section[^>]*><h2>(.*?)</h2>", html)
-    assert sections == ["Failures and errors", "base", "0.3.18", "0.3.20"]
+    assert sections == ["Failing and erroring items", "base", "0.3.18", "0.3.20"]
     assert html.count('<span class="badge fail">fail</span>') == 3  # failures list, item, check
     assert '<span class="badge skip">skip</span>' in html
     assert '<span class="badge not_covered">not covered</span>' in html
