@@ -86,11 +86,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     """Append the catalog's checks; tryfirst so that -k, -m and --deselect apply to them too."""
     if not config.getoption("conformance_base_url"):
         return
-    from conformance.run import catalog, select
+    from conformance.run import catalog, parse_only, select
 
-    only = [s.strip() for s in (config.getoption("conformance_only") or "").split(",") if s.strip()]
     try:
-        chosen = select(catalog(), only, option="--conformance-only")
+        only = parse_only(config.getoption("conformance_only"), option="--conformance-only")
+        chosen = select(catalog(), only or (), option="--conformance-only")
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
     for item in chosen:

@@ -27,7 +27,7 @@ from conformance.report import write_reports
 from conformance.results import CheckResult, ItemResult, RunContext, RunReport, TargetInfo
 from conformance.runner import Observer, default_client, run_catalog
 
-__all__ = ["ServerGone", "catalog", "command_line", "main", "resolve_target", "select", "suite_version"]
+__all__ = ["ServerGone", "catalog", "command_line", "main", "parse_only", "resolve_target", "select", "suite_version"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -40,7 +40,7 @@ class ServerGone(Exception):
 
 
 def main(args: argparse.Namespace) -> int:
-    only = _only(args.only)
+    only = parse_only(args.only)
     items = select(catalog(), only or ())
     directory = Path(args.report_dir) if args.report_dir else default_report_dir(args.base_url)
     context = RunContext("run", suite_version(), only, command_line(getattr(args, "argv", None), args.api_key))
@@ -257,15 +257,15 @@ def _succeeded(report: RunReport) -> bool:
     return not any(c.status in (Status.FAIL, Status.ERROR) for i in report.items for c in i.checks)
 
 
-def _only(only: str | None) -> tuple[str, ...] | None:
+def parse_only(only: str | None, *, option: str = "--only") -> tuple[str, ...] | None:
     """The --only selectors, None when the option was not given; naming nothing is a usage error."""
     if only is None:
         return None
     selectors = tuple(s.strip() for s in only.split(",") if s.strip())
     if not selectors:
         raise UsageError(
-            f"--only {only!r} names no item; pass item or check ids (e.g. --only 0.3.18,base/models), "
-            "or leave --only out to run the whole catalog"
+            f"{option} {only!r} names no item; pass item or check ids (e.g. {option} 0.3.18,base/models), "
+            f"or leave {option} out to run the whole catalog"
         )
     return selectors
 

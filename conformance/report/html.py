@@ -84,7 +84,11 @@ def render(report: RunReport) -> str:
             _links(report),
             "</header><main>",
             *(
-                ['<section id="failures-and-errors"><h2>Failing and erroring items</h2>', *map(_item, broken), "</section>"]
+                [
+                    '<section id="failures-and-errors"><h2>Failing and erroring items</h2>',
+                    *map(_item, broken),
+                    "</section>",
+                ]
                 if broken
                 else []
             ),

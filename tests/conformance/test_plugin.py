@@ -169,6 +169,9 @@ def test_an_only_matching_nothing_is_a_usage_error(inner: pytest.Pytester) -> No
     result = _run(inner, "--conformance-only", "9.9")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --conformance-only '9.9' matches no item or check*"])
+    result = _run(inner, "--conformance-only", " , ")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --conformance-only ' , ' names no item*"])
 
 
 def test_an_unreachable_server_stops_the_session_with_one_message(
