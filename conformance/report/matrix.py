@@ -24,11 +24,12 @@ from conformance.results import CheckResult, ItemResult, RunReport
 __all__ = ["Column", "load_columns", "main", "render_html", "render_markdown", "write"]
 
 _BROKEN = (Status.FAIL, Status.ERROR)
+_MAX_NOTE = 400
 _CSP = "default-src 'none'; style-src 'unsafe-inline'"
 _MATRIX_CSS = """
 table.matrix { border-collapse: collapse; } table.matrix th, table.matrix td { border: 1px solid #d0d7de;
   padding: .2rem .4rem; vertical-align: top; } table.matrix th.version { background: #f6f8fa; text-align: left; }
-table.matrix td.cell { max-width: 28rem; } table.matrix td details[open] { min-width: 22rem; }
+table.matrix th[scope="row"] { text-align: left; } table.matrix td.cell { max-width: 28rem; } table.matrix td details[open] { min-width: 22rem; }
 .warned { color: #9a6700; font-weight: 600; }
 """
 
@@ -207,7 +208,13 @@ def _notes(columns: Sequence[Column]) -> Iterator[str]:
             )
             if warned and item.status == Status.PASS:
                 why = "; ".join(f"{c.id}: {w.get('message', '')}" for c in item.checks for w in c.warnings)
-            yield f"- {_md(column.label)} / `{item.id}`: {item.status}{' with warnings' if warned else ''}: {_md(why)}"
+            status = f"{item.status}{' with warnings' if warned else ''}"
+            yield f"- {_md(column.label)} / `{item.id}`: {status}: {_md(_cut(why))}"
+
+
+def _cut(text: str) -> str:
+    """A note stays one readable line; matrix.html and the reports hold the whole evidence."""
+    return text if len(text) <= _MAX_NOTE else text[: _MAX_NOTE - 3].rsplit(" ", 1)[0] + "..."
 
 
 def _md(text: str) -> str:
