@@ -29,7 +29,8 @@ _CSP = "default-src 'none'; style-src 'unsafe-inline'"
 _MATRIX_CSS = """
 table.matrix { border-collapse: collapse; } table.matrix th, table.matrix td { border: 1px solid #d0d7de;
   padding: .2rem .4rem; vertical-align: top; } table.matrix th.version { background: #f6f8fa; text-align: left; }
-table.matrix th[scope="row"] { text-align: left; } table.matrix td.cell { max-width: 28rem; } table.matrix td details[open] { min-width: 22rem; }
+table.matrix th[scope="row"] { text-align: left; }
+table.matrix td.cell { max-width: 28rem; } table.matrix td details[open] { min-width: 22rem; }
 .warned { color: #9a6700; font-weight: 600; }
 """
 
