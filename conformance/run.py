@@ -108,8 +108,8 @@ class _Observers:
 class _Watch:
     """Keeps the finished items (for a partial report) and stops the run when the server is gone.
 
-    A check that got no response at all may be the check's own doing (a probe the server drops): the
-    watch then asks GET /v1/models once; if that gets no response either, the server is gone.
+    A check that errored (no response, a timeout) may be the check's own doing (a probe the server drops):
+    the watch then asks GET /v1/models once; if that gets no response either, the server is gone.
     """
 
     def __init__(self, client: httpx.Client, target: Target) -> None:
@@ -128,7 +128,7 @@ class _Watch:
 
     def check_done(self, item: Item, result: CheckResult) -> None:
         self._checks += 1
-        if result.status == Status.ERROR and result.message.startswith("no response to") and not self._answers():
+        if result.status == Status.ERROR and not self._answers():
             raise ServerGone(
                 f"the server at {self._target.base_url} stopped answering after {self._checks} checks "
                 f"(last: {item.id}::{result.id}: {result.message})"
