@@ -151,9 +151,11 @@ class _Watch:
     def _answers(self) -> bool:
         headers = {"authorization": f"Bearer {self._target.api_key}"} if self._target.api_key else {}
         try:
-            self._client.get(self._target.base_url + "/v1/models", headers=headers, timeout=10.0)
+            self._client.get(self._target.base_url + "/v1/models", headers=headers, timeout=30.0)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            return False  # nothing listens any more; a slow or busy server (read timeout, reset) is still there
         except httpx.TransportError:
-            return False
+            return True
         return True
 
 
