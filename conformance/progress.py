@@ -131,6 +131,16 @@ def print_summary(report: RunReport, paths: Mapping[str, Path]) -> None:
                 escape(f"{item.id}::{check.id}"), f"[{STYLE[check.status]}]{check.status}[/]", escape(check.message)
             )
         console.print(table)
+    warned = [
+        (i, c) for i in report.items for c in i.checks if c.warnings and c.status not in (Status.FAIL, Status.ERROR)
+    ]
+    if warned:
+        table = Table(title="Warnings (they never fail a check)")
+        table.add_column("check", overflow="fold")
+        table.add_column("warning")
+        for item, check in warned:
+            table.add_row(escape(f"{item.id}::{check.id}"), escape(str(check.warnings[0].get("message", ""))))
+        console.print(table)
     wall = float(report.meta.get("wall_s", report.duration_s))
     server = float(report.meta.get("server_s", 0.0))
     console.print(f"{wall:.1f} s in all, {server:.1f} s waiting on the server")
