@@ -59,7 +59,9 @@ _SCRIPT_HASH = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decod
 _CSP = f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{_SCRIPT_HASH}'"
 _BROKEN = (Status.FAIL, Status.ERROR)
 _LABELS = {"passed": "pass", "failed": "fail", "skipped": "skip", "errors": "error", "not_covered": "not_covered"}
-_markdown = MarkdownIt("commonmark", {"html": False})
+_markdown = MarkdownIt("zero").enable("backticks")
+"""Only code spans: titles and messages use them, and server text quoted in a message must not become a link,
+an image or emphasis."""
 
 
 def write(report: RunReport, path: Path) -> None:
@@ -100,7 +102,7 @@ def render(report: RunReport) -> str:
 
 
 def inline_markdown(text: str) -> str:
-    """Our titles and messages use Markdown code spans: render them (HTML in the text stays escaped)."""
+    """Our titles and messages use Markdown code spans: render them (everything else, HTML too, stays text)."""
     rendered: str = _markdown.renderInline(text)
     return rendered.strip()
 

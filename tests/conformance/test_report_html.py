@@ -129,3 +129,14 @@ def test_headless_chromium_renders_the_grid_links_and_curl(tmp_path: Path) -> No
     _assert_page(page)
     # the page's CSP let its own script run: the copy buttons were unhidden
     assert page.visible_buttons >= 1
+
+
+def test_markdown_renders_code_spans_only_so_server_text_cannot_become_links() -> None:
+    assert html.inline_markdown("no `usage` chunk") == "no <code>usage</code> chunk"
+    hostile = "content: '[click](http://evil.test) ![x](http://evil.test/x.png) <b>bold</b> *em*'"
+    rendered = html.inline_markdown(hostile)
+    assert "<a" not in rendered
+    assert "<img" not in rendered
+    assert "<b>" not in rendered
+    assert "<em>" not in rendered
+    assert "[click](http://evil.test)" in rendered
