@@ -1,7 +1,7 @@
 """Runs the suite against other local servers on the default model and writes the matrix (not part of CI).
 
 Peers, each started in turn on the reference server's default GGUF, then stopped:
-- llama-cpp-python's server (`python -m llama_cpp.server`) with its default chat format and with
+- llama-cpp-python's server (`python -m llama_cpp.server --embedding true`) with its default chat format and with
   `--chat_format chatml-function-calling`; installed into its own venv (`--venv`) when it is not there yet,
   at the llama-cpp-python version this environment has (pip's cache makes that quick after the first time);
 - llama.cpp's `llama-server` from PATH or `--llama-server`, without and with `--jinja` (skipped when absent:
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     python = _llama_cpp_python(args.venv)
     if python is not None:
         server_module = (python, "-m", "llama_cpp.server", "--model", "{model}", "--port", "{port}")
-        base: tuple[str, ...] = (*server_module, "--host", "127.0.0.1", "--n_threads", threads)
+        base: tuple[str, ...] = (*server_module, "--host", "127.0.0.1", "--n_threads", threads, "--embedding", "true")
         peers.append(Peer("llama-cpp-python", base))
         peers.append(Peer("llama-cpp-python-chatml-fc", (*base, "--chat_format", "chatml-function-calling")))
     server = args.llama_server or shutil.which("llama-server")
