@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from conformance.check import Check, Item, Status
+from conformance.report._text import clip
 from conformance.results import CheckResult, ItemResult, RunReport
 
 __all__ = ["LiveProgress", "PlainProgress", "console_observer", "print_summary"]
@@ -128,7 +129,9 @@ def print_summary(report: RunReport, paths: Mapping[str, Path]) -> None:
         table.add_column("message")
         for item, check in bad:
             table.add_row(
-                escape(f"{item.id}::{check.id}"), f"[{STYLE[check.status]}]{check.status}[/]", escape(check.message)
+                escape(f"{item.id}::{check.id}"),
+                f"[{STYLE[check.status]}]{check.status}[/]",
+                escape(clip(check.message)),
             )
         console.print(table)
     warned = [
@@ -139,7 +142,7 @@ def print_summary(report: RunReport, paths: Mapping[str, Path]) -> None:
         table.add_column("check", overflow="fold")
         table.add_column("warning")
         for item, check in warned:
-            table.add_row(escape(f"{item.id}::{check.id}"), escape(str(check.warnings[0].get("message", ""))))
+            table.add_row(escape(f"{item.id}::{check.id}"), escape(clip(str(check.warnings[0].get("message", "")))))
         console.print(table)
     wall = float(report.meta.get("wall_s", report.duration_s))
     server = float(report.meta.get("server_s", 0.0))
@@ -174,4 +177,4 @@ def _print_lines(report: RunReport, paths: Mapping[str, Path], console: Console)
 
 
 def _line(name: str, status: Status, detail: str) -> str:
-    return f"[{STYLE[status]}]{str(status).upper():<11}[/] {escape(name)}  {escape(detail)}"
+    return f"[{STYLE[status]}]{str(status).upper():<11}[/] {escape(name)}  {escape(clip(detail))}"

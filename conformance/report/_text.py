@@ -10,9 +10,17 @@ from typing import Any
 from conformance.findings import Finding
 from conformance.report.reproduce import API_KEY_VARIABLE
 
-__all__ = ["check_text", "evidence_text", "requests_text", "shown"]
+__all__ = ["MAX_MESSAGE", "check_text", "clip", "evidence_text", "requests_text", "shown"]
 
 _FINDING_FIELDS = frozenset(f.name for f in fields(Finding))
+MAX_MESSAGE = 500
+"""Messages are shown up to this many characters (a schema error can quote a whole embedding); report.json
+keeps them whole."""
+
+
+def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    """`text`, or its first `limit` characters and how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} chars)"
 
 
 def check_text(evidence: Iterable[Mapping[str, Any]], requests: Iterable[Mapping[str, Any]]) -> str:
@@ -49,12 +57,15 @@ def shown(value: Any) -> Any:
 
 def _entry_text(entry: Mapping[str, Any]) -> str:
     if set(entry) == _FINDING_FIELDS:
-        return str(Finding(**{**entry, "expected": shown(entry["expected"]), "seen": shown(entry["seen"])}))
+        shown_entry = {**entry, "expected": shown(entry["expected"]), "seen": shown(entry["seen"])}
+        return str(Finding(**{**shown_entry, "message": clip(str(entry["message"]))}))
     lines = []
     for key, value in entry.items():
         if value is None:
             continue
         text = value if isinstance(value, str) else json.dumps(value, default=str)
+        if key != "traceback":
+            text = clip(text)
         if "\n" in text:
             lines.append(f"{key}:")
             lines.extend("  " + line for line in text.rstrip("\n").splitlines())

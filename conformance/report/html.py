@@ -20,7 +20,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from conformance.check import Status
-from conformance.report._text import evidence_text, shown
+from conformance.report._text import clip, evidence_text, shown
 from conformance.report.reproduce import API_KEY_VARIABLE
 from conformance.results import CheckResult, ItemResult, RunReport
 
@@ -102,8 +102,10 @@ def render(report: RunReport) -> str:
 
 
 def inline_markdown(text: str) -> str:
-    """Our titles and messages use Markdown code spans: render them (everything else, HTML too, stays text)."""
-    rendered: str = _markdown.renderInline(text)
+    """Our titles and messages use Markdown code spans: render them (everything else, HTML too, stays text).
+
+    Long text is clipped (see _text.MAX_MESSAGE)."""
+    rendered: str = _markdown.renderInline(clip(text))
     return rendered.strip()
 
 

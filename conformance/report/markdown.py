@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from conformance.check import Status
-from conformance.report._text import evidence_text, requests_text
+from conformance.report._text import clip, evidence_text, requests_text
 from conformance.report.reproduce import API_KEY_VARIABLE
 from conformance.results import CheckResult, ItemResult, RunReport
 
@@ -67,7 +67,7 @@ def _check(item: ItemResult, check: CheckResult, label: str) -> Iterator[str]:
     yield ""
     yield f"### `{_code(item.id)}::{_code(check.id)}` ({label})"
     yield ""
-    yield _cell(check.message)
+    yield _cell(clip(check.message))
     if check.evidence:
         yield ""
         yield from _fenced(evidence_text(check.evidence))
@@ -93,7 +93,7 @@ def _reason(item: ItemResult) -> str:
         return item.reason
     if item.status in (Status.FAIL, Status.ERROR, Status.SKIP):
         check = next((c for c in item.checks if c.status == item.status), None)
-        return f"{check.id}: {check.message}" if check is not None and check.message else ""
+        return f"{check.id}: {clip(check.message, 200)}" if check is not None and check.message else ""
     return ""
 
 

@@ -139,3 +139,21 @@ def test_with_requests_adds_them_only_when_the_check_did_not_pass_cleanly() -> N
     assert failed.requests[0]["headers"]["authorization"] == "Bearer [REDACTED]"
     skipped = with_requests(CheckResult("c", Status.SKIP, "not exercised: no call"), [exchange], api_key=None)
     assert skipped.requests[0]["url"] == REQUEST.url
+
+
+def test_a_huge_message_is_clipped_in_every_view_but_kept_whole_in_json(tmp_path: Path) -> None:
+    message = "body breaks the schema: " + "0.123456789, " * 3000
+    finding = Finding("0.3.25/embeddings", "batch", message)
+    check = CheckResult("batch", Status.FAIL, message, (finding.to_dict(),))
+    big = RunReport(
+        TargetInfo("http://h:1", "m", None),
+        "2025-01-01T00:00:00+00:00",
+        1.0,
+        (ItemResult("0.3.25/embeddings", "0.3.25", "embeddings", Kind.API, Status.FAIL, (check,)),),
+    )
+    paths = write_reports(big, tmp_path)
+    assert json.loads(paths["json"].read_text())["items"][0]["checks"][0]["message"] == message
+    for name in ("html", "markdown", "junit"):
+        text = paths[name].read_text()
+        assert f"... ({len(message)} chars)" in text, name
+        assert len(text) < 20_000, name
