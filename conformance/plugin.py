@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import Callable, Iterable, Iterator
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,11 @@ from conformance.check import EXTENSIONS, Check, Item, Status, Target
 from conformance.client import DEFAULT_EXCHANGE_TIMEOUT
 from conformance.errors import UsageError
 from conformance.findings import ConformanceFailure, Finding
-from conformance.report._text import evidence_text
+from conformance.report._text import check_text, requests_text
 from conformance.results import CheckResult
 from conformance.runner import default_client, item_skip_reason, run_check
 
-__all__ = ["CheckError", "CheckItem", "ItemCollector"]
+__all__ = ["CheckError", "CheckFailure", "CheckItem", "ConformanceWarning", "ItemCollector"]
 
 _NO_CHECKS = "item"
 """Name of the one test standing for an item without checks (it skips)."""
@@ -28,6 +29,21 @@ _NO_CHECKS = "item"
 
 class CheckError(Exception):
     """A check could not be judged (plan or verdict raised, or the server did not answer)."""
+
+
+class CheckFailure(ConformanceFailure):
+    """A failed check: its findings, then the requests it sent with a curl command for each."""
+
+    def __init__(self, findings: Sequence[Finding], *, requests: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().__init__(findings)
+        self.requests = tuple(requests)
+
+    def __str__(self) -> str:
+        return "\n\n".join(part for part in (super().__str__(), requests_text(self.requests)) if part)
+
+
+class ConformanceWarning(UserWarning):
+    """A check passed with warning-level findings (a deviation the API's documentation allows)."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -88,11 +104,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     """Append the catalog's checks; tryfirst so that -k, -m and --deselect apply to them too."""
     if not config.getoption("conformance_base_url"):
         return
-    from conformance.run import catalog, select
+    from conformance.run import catalog, parse_only, select
 
-    only = [s.strip() for s in (config.getoption("conformance_only") or "").split(",") if s.strip()]
     try:
-        chosen = select(catalog(), only, option="--conformance-only")
+        only = parse_only(config.getoption("conformance_only"), option="--conformance-only")
+        chosen = select(catalog(), only or (), option="--conformance-only")
     except UsageError as exc:
         raise pytest.UsageError(str(exc)) from None
     for item in chosen:
@@ -208,6 +224,8 @@ def _raise_for(result: CheckResult) -> None:
     if result.status == Status.SKIP:
         pytest.skip(result.message)
     if result.status == Status.FAIL:
-        raise ConformanceFailure([Finding(**dict(e)) for e in result.evidence])
+        raise CheckFailure([Finding(**dict(e)) for e in result.evidence], requests=result.requests)
     if result.status == Status.ERROR:
-        raise CheckError(f"{result.message}\n\n{evidence_text(result.evidence)}".rstrip())
+        raise CheckError(f"{result.message}\n\n{check_text(result.evidence, result.requests)}".rstrip())
+    if result.warnings:
+        warnings.warn(ConformanceWarning(check_text(result.warnings, result.requests)), stacklevel=1)

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from conformance.check import Check, Item, Status
+from conformance.report._text import clip
 from conformance.results import CheckResult, ItemResult, RunReport
 
 __all__ = ["LiveProgress", "PlainProgress", "console_observer", "print_summary"]
@@ -32,7 +33,7 @@ _SUMMARY_ORDER = (Status.PASS, Status.FAIL, Status.SKIP, Status.ERROR, Status.NO
 def console_observer() -> LiveProgress | PlainProgress:
     """A live bar on a terminal, one line per check otherwise (CI logs)."""
     console = Console(file=sys.stderr)
-    return LiveProgress(console) if console.is_terminal else PlainProgress(console)
+    return LiveProgress(console) if console.is_terminal else PlainProgress(Console(file=sys.stderr, soft_wrap=True))
 
 
 class LiveProgress:
@@ -101,8 +102,15 @@ class PlainProgress:
 
 
 def print_summary(report: RunReport, paths: Mapping[str, Path]) -> None:
-    """Counts per status, the failing checks with their first message, timings and report paths."""
+    """Counts per status, the failing checks with their first message, timings and report paths.
+
+    On a terminal, as tables; otherwise (CI logs, `> file`) as one unwrapped line per fact, so that ids stay
+    whole and lines can be grepped.
+    """
     console = Console(file=sys.stdout, highlight=False)
+    if not console.is_terminal:
+        _print_lines(report, paths, Console(file=sys.stdout, highlight=False, soft_wrap=True))
+        return
     target = report.target
     console.print(
         f"target: {escape(target.base_url)}  model: {escape(target.model)}  server: {escape(target.server or '?')}"
@@ -121,8 +129,20 @@ def print_summary(report: RunReport, paths: Mapping[str, Path]) -> None:
         table.add_column("message")
         for item, check in bad:
             table.add_row(
-                escape(f"{item.id}::{check.id}"), f"[{STYLE[check.status]}]{check.status}[/]", escape(check.message)
+                escape(f"{item.id}::{check.id}"),
+                f"[{STYLE[check.status]}]{check.status}[/]",
+                escape(clip(check.message)),
             )
+        console.print(table)
+    warned = [
+        (i, c) for i in report.items for c in i.checks if c.warnings and c.status not in (Status.FAIL, Status.ERROR)
+    ]
+    if warned:
+        table = Table(title="Warnings (they never fail a check)")
+        table.add_column("check", overflow="fold")
+        table.add_column("warning")
+        for item, check in warned:
+            table.add_row(escape(f"{item.id}::{check.id}"), escape(clip(str(check.warnings[0].get("message", "")))))
         console.print(table)
     wall = float(report.meta.get("wall_s", report.duration_s))
     server = float(report.meta.get("server_s", 0.0))
@@ -131,5 +151,30 @@ def print_summary(report: RunReport, paths: Mapping[str, Path]) -> None:
         console.print(f"{name}: {escape(str(path))}")
 
 
+def _print_lines(report: RunReport, paths: Mapping[str, Path], console: Console) -> None:
+    target = report.target
+    console.print(
+        f"target: {escape(target.base_url)}  model: {escape(target.model)}  server: {escape(target.server or '?')}"
+    )
+    console.print("items: " + ", ".join(f"{count} {label}" for label, count in report.summary.items()))
+    for item in report.items:
+        for check in item.checks:
+            if check.status in (Status.FAIL, Status.ERROR):
+                console.print(_line(f"{item.id}::{check.id}", check.status, check.message))
+            elif check.warnings:
+                console.print(
+                    _line(
+                        f"{item.id}::{check.id}",
+                        check.status,
+                        f"{len(check.warnings)} warnings: {check.warnings[0].get('message', '')}",
+                    )
+                )
+    wall = float(report.meta.get("wall_s", report.duration_s))
+    server = float(report.meta.get("server_s", 0.0))
+    console.print(f"{wall:.1f} s in all, {server:.1f} s waiting on the server")
+    for name, path in paths.items():
+        console.print(f"{name}: {escape(str(path))}")
+
+
 def _line(name: str, status: Status, detail: str) -> str:
-    return f"[{STYLE[status]}]{str(status).upper():<11}[/] {escape(name)}  {escape(detail)}"
+    return f"[{STYLE[status]}]{str(status).upper():<11}[/] {escape(name)}  {escape(clip(detail))}"

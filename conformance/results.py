@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from conformance.check import Kind, Status
+from conformance.exchange import Exchange
+from conformance.findings import WARNING
 
-__all__ = ["SCHEMA_VERSION", "CheckResult", "ItemResult", "RunReport", "TargetInfo", "item_status"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "CheckResult",
+    "ItemResult",
+    "RunContext",
+    "RunReport",
+    "TargetInfo",
+    "item_status",
+    "with_requests",
+]
 
 SCHEMA_VERSION = 1
 
@@ -25,15 +36,26 @@ class CheckResult:
     duration_s: float = 0.0
     server_s: float = 0.0
     """Time spent waiting on the server (sum of exchange durations)."""
+    requests: Sequence[Mapping[str, Any]] = ()
+    """For a check that did not pass cleanly: the requests it sent (`method`, `url`, `headers` with the API
+    key redacted, `body`, `curl`), see conformance.report.reproduce."""
+
+    @property
+    def warnings(self) -> tuple[Mapping[str, Any], ...]:
+        """The warning-level findings in the evidence: shown in every report, never a failure."""
+        return tuple(e for e in self.evidence if e.get("severity") == WARNING)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "id": self.id,
             "status": str(self.status),
             "message": self.message,
             "evidence": [dict(e) for e in self.evidence],
             "shape": self.shape,
         }
+        if self.requests:
+            d["requests"] = [dict(r) for r in self.requests]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CheckResult:
@@ -43,6 +65,7 @@ class CheckResult:
             message=d.get("message", ""),
             evidence=tuple(d.get("evidence") or ()),
             shape=d.get("shape"),
+            requests=tuple(d.get("requests") or ()),
         )
 
 
@@ -94,13 +117,48 @@ class TargetInfo:
 
 
 @dataclass(frozen=True)
+class RunContext:
+    """How a report was made, so that it can be read (and compared) later without guessing."""
+
+    source: str = "run"
+    """`run` (checks sent to a server) or `check` (verdicts over a recorded cassette)."""
+    suite_version: str = ""
+    only: tuple[str, ...] | None = None
+    """The `--only` selectors, None for the whole catalog."""
+    command: str = ""
+    """The command line, with the API key redacted."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "suite_version": self.suite_version,
+            "only": None if self.only is None else list(self.only),
+            "command": self.command,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunContext:
+        only = d.get("only")
+        return cls(
+            d.get("source", "run"),
+            d.get("suite_version", ""),
+            None if only is None else tuple(only),
+            d.get("command", ""),
+        )
+
+
+@dataclass(frozen=True)
 class RunReport:
     target: TargetInfo
     started_at: str
     duration_s: float
     items: Sequence[ItemResult] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
-    """Extra figures not in the schema (server wait time, suite version); not written to report.json."""
+    """Extra figures not in the schema (server wait time, checks run); not written to report.json."""
+    context: RunContext | None = None
+    """Written to report.json as `run` when known."""
+    interrupted: bool = False
+    """The run was stopped (Ctrl+C, server gone) before the end: the report holds what ran."""
 
     @property
     def summary(self) -> dict[str, int]:
@@ -117,7 +175,7 @@ class RunReport:
         return counts
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "target": self.target.to_dict(),
             "started_at": self.started_at,
@@ -125,6 +183,11 @@ class RunReport:
             "summary": self.summary,
             "items": [i.to_dict() for i in self.items],
         }
+        if self.context is not None:
+            d["run"] = self.context.to_dict()
+        if self.interrupted:
+            d["interrupted"] = True
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunReport:
@@ -136,7 +199,18 @@ class RunReport:
             started_at=d["started_at"],
             duration_s=float(d["duration_s"]),
             items=tuple(ItemResult.from_dict(i) for i in d["items"]),
+            context=RunContext.from_dict(d["run"]) if d.get("run") else None,
+            interrupted=bool(d.get("interrupted")),
         )
+
+
+def with_requests(result: CheckResult, exchanges: Sequence[Exchange], *, api_key: str | None) -> CheckResult:
+    """The result with the requests its exchanges sent, when it did not pass cleanly (evidence to reproduce)."""
+    if (result.status == Status.PASS and not result.evidence) or not exchanges:
+        return result
+    from conformance.report.reproduce import request_records
+
+    return replace(result, requests=request_records((e.request for e in exchanges), api_key=api_key))
 
 
 def item_status(checks: Sequence[CheckResult]) -> Status:

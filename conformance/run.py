@@ -6,7 +6,11 @@ import argparse
 import contextlib
 import difflib
 import importlib
+import importlib.metadata
 import re
+import shlex
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -16,31 +20,146 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from conformance.check import Item, Status, Target
+from conformance.check import Check, Item, Status, Target
 from conformance.errors import UsageError
 from conformance.progress import console_observer, print_summary
 from conformance.report import write_reports
-from conformance.results import RunReport
-from conformance.runner import default_client, run_catalog
+from conformance.results import CheckResult, ItemResult, RunContext, RunReport, TargetInfo
+from conformance.runner import Observer, default_client, run_catalog
 
-__all__ = ["catalog", "main", "resolve_target", "select"]
+__all__ = ["ServerGone", "catalog", "command_line", "main", "parse_only", "resolve_target", "select", "suite_version"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class ServerGone(Exception):
+    """The server stopped answering in the middle of a run: the run ends, with the report of what ran."""
 
 
 def main(args: argparse.Namespace) -> int:
-    items = select(catalog(), _split(args.only))
+    only = parse_only(args.only)
+    items = select(catalog(), only or ())
     directory = Path(args.report_dir) if args.report_dir else default_report_dir(args.base_url)
+    context = RunContext("run", suite_version(), only, command_line(getattr(args, "argv", None), args.api_key))
     with default_client() as client, _server(args) as base_url:
         target = resolve_target(client, base_url, model=args.model, api_key=args.api_key)
         target = replace(target, expect=frozenset(args.expect))
         _make_dir(directory)
-        with console_observer() as progress:
-            report = run_catalog(target, items, client=client, progress=progress, timeout=args.exchange_timeout)
+        watch = _Watch(client, target)
+        try:
+            with console_observer() as progress:
+                report = run_catalog(
+                    target, items, client=client, progress=_Observers(progress, watch), timeout=args.exchange_timeout
+                )
+        except (KeyboardInterrupt, ServerGone) as stop:
+            partial = watch.partial_report(context)
+            paths = write_reports(partial, directory)
+            print_summary(partial, paths)
+            if isinstance(stop, ServerGone):
+                print(f"conformance run: {stop}; partial report in {directory}", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"conformance run: interrupted; partial report in {directory}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    report = replace(report, context=context)
     paths = write_reports(report, directory)
     print_summary(report, paths)
     return EXIT_OK if _succeeded(report) else EXIT_FAILED
+
+
+def suite_version() -> str:
+    """The installed llm-conformance version (`unknown` when run from a bare checkout)."""
+    try:
+        return importlib.metadata.version("llm-conformance")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def command_line(argv: Sequence[str] | None, api_key: str | None) -> str:
+    """`conformance ...` as typed, shell-quoted, with the API key replaced by [REDACTED]."""
+    words = ["conformance", *(sys.argv[1:] if argv is None else argv)]
+    if api_key:
+        words = [w.replace(api_key, "[REDACTED]") for w in words]
+    return shlex.join(words)
+
+
+class _Observers:
+    """Passes each event to several observers in turn."""
+
+    def __init__(self, *observers: Observer) -> None:
+        self._observers = observers
+
+    def started(self, items: Sequence[Item]) -> None:
+        for observer in self._observers:
+            observer.started(items)
+
+    def check_started(self, item: Item, check: Check) -> None:
+        for observer in self._observers:
+            observer.check_started(item, check)
+
+    def check_done(self, item: Item, result: CheckResult) -> None:
+        for observer in self._observers:
+            observer.check_done(item, result)
+
+    def item_done(self, result: ItemResult) -> None:
+        for observer in self._observers:
+            observer.item_done(result)
+
+
+class _Watch:
+    """Keeps the finished items (for a partial report) and stops the run when the server is gone.
+
+    A check that errored (no response, a timeout) may be the check's own doing (a probe the server drops):
+    the watch then asks GET /v1/models once; if that gets no response either, the server is gone.
+    """
+
+    def __init__(self, client: httpx.Client, target: Target) -> None:
+        self._client = client
+        self._target = target
+        self._items: list[ItemResult] = []
+        self._started_at = datetime.now(UTC).isoformat(timespec="seconds")
+        self._start = time.perf_counter()
+        self._checks = 0
+
+    def started(self, items: Sequence[Item]) -> None:
+        return None
+
+    def check_started(self, item: Item, check: Check) -> None:
+        return None
+
+    def check_done(self, item: Item, result: CheckResult) -> None:
+        self._checks += 1
+        if result.status == Status.ERROR and not self._answers():
+            raise ServerGone(
+                f"the server at {self._target.base_url} stopped answering after {self._checks} checks "
+                f"(last: {item.id}::{result.id}: {result.message})"
+            )
+
+    def item_done(self, result: ItemResult) -> None:
+        self._items.append(result)
+
+    def partial_report(self, context: RunContext) -> RunReport:
+        target = self._target
+        return RunReport(
+            target=TargetInfo(target.base_url, target.model, target.server),
+            started_at=self._started_at,
+            duration_s=time.perf_counter() - self._start,
+            items=tuple(self._items),
+            context=context,
+            interrupted=True,
+        )
+
+    def _answers(self) -> bool:
+        headers = {"authorization": f"Bearer {self._target.api_key}"} if self._target.api_key else {}
+        try:
+            self._client.get(self._target.base_url + "/v1/models", headers=headers, timeout=30.0)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            return False  # nothing listens any more; a slow or busy server (read timeout, reset) is still there
+        except httpx.TransportError:
+            return True
+        return True
 
 
 def catalog() -> tuple[Item, ...]:
@@ -90,8 +209,20 @@ def resolve_target(
             f"pass {option} with the server root, e.g. http://localhost:1234"
         ) from None
     models = _models(reply)
+    flags = option.removesuffix("base-url")
+    if reply.status_code in (401, 403):
+        if api_key:
+            raise UsageError(
+                f"the server refused the API key: GET {base}/v1/models answered {reply.status_code}; "
+                f"check {flags}api-key"
+            )
+        raise UsageError(
+            f"GET {base}/v1/models answered {reply.status_code}: the server wants a key, pass {flags}api-key KEY"
+        )
     if model is None:
-        model = _first_model(reply, models, base, option.removesuffix("base-url"))
+        model = _first_model(reply, models, base, flags)
+    else:
+        _known_model(model, models, base, flags)
     owner = next((m.get("owned_by") for m in models if m.get("id") == model), None)
     server = reply.headers.get("server") or (owner if isinstance(owner, str) else None)
     return Target(base_url=base, model=model, server=server, api_key=api_key)
@@ -131,8 +262,17 @@ def _succeeded(report: RunReport) -> bool:
     return not any(c.status in (Status.FAIL, Status.ERROR) for i in report.items for c in i.checks)
 
 
-def _split(only: str | None) -> list[str]:
-    return [s.strip() for s in (only or "").split(",") if s.strip()]
+def parse_only(only: str | None, *, option: str = "--only") -> tuple[str, ...] | None:
+    """The --only selectors, None when the option was not given; naming nothing is a usage error."""
+    if only is None:
+        return None
+    selectors = tuple(s.strip() for s in only.split(",") if s.strip())
+    if not selectors:
+        raise UsageError(
+            f"{option} {only!r} names no item; pass item or check ids (e.g. {option} 0.3.18,base/models), "
+            f"or leave {option} out to run the whole catalog"
+        )
+    return selectors
 
 
 def _match(items: Sequence[Item], selector: str) -> dict[str, set[str]]:
@@ -194,12 +334,18 @@ def _models(reply: httpx.Response) -> list[dict[str, Any]]:
     return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
 
 
+def _known_model(model: str, models: list[dict[str, Any]], base: str, flags: str) -> None:
+    """Stop before running when the server lists its models and `model` is not one of them."""
+    ids = [m["id"] for m in models if isinstance(m.get("id"), str)]
+    if ids and model not in ids:
+        raise UsageError(
+            f"{flags}model {model!r} is not among the models GET {base}/v1/models lists: {', '.join(ids)}; "
+            f"pass one of them (or load {model!r} in the server)"
+        )
+
+
 def _first_model(reply: httpx.Response, models: list[dict[str, Any]], base: str, flags: str) -> str:
     """The first listed model id; `flags` is the option prefix (`--` or `--conformance-`)."""
-    if reply.status_code in (401, 403):
-        raise UsageError(
-            f"GET {base}/v1/models answered {reply.status_code}: pass {flags}api-key KEY (or {flags}model ID)"
-        )
     if reply.status_code != 200:
         raise UsageError(f"GET {base}/v1/models answered {reply.status_code}: pass {flags}model ID")
     ids: list[str] = [m["id"] for m in models if isinstance(m.get("id"), str)]

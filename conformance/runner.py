@@ -25,7 +25,7 @@ from conformance.check import Check, Item, Status, Target
 from conformance.client import DEFAULT_EXCHANGE_TIMEOUT, send
 from conformance.exchange import Exchange
 from conformance.findings import ERROR, ConformanceFailure, Finding, clip
-from conformance.results import CheckResult, ItemResult, RunReport, TargetInfo, item_status
+from conformance.results import CheckResult, ItemResult, RunReport, TargetInfo, item_status, with_requests
 
 __all__ = [
     "CheckRun",
@@ -235,8 +235,16 @@ def _run_item(
 
 
 def _execute(client: httpx.Client, target: Target, check: Check, timeout: float) -> CheckRun:
-    start = time.perf_counter()
+    """Run the check; a result that did not pass cleanly carries the requests it sent (to reproduce it)."""
     exchanges: list[Exchange] = []
+    run = _drive_and_judge(client, target, check, timeout, exchanges)
+    return replace(run, result=with_requests(run.result, exchanges, api_key=target.api_key))
+
+
+def _drive_and_judge(
+    client: httpx.Client, target: Target, check: Check, timeout: float, exchanges: list[Exchange]
+) -> CheckRun:
+    start = time.perf_counter()
     try:
         _drive(check, client, target, exchanges, timeout)
     except _NoResponse as exc:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 import sys
 
 import uvicorn
@@ -20,6 +22,15 @@ __all__ = ["serve"]
 MIN_CTX = 64
 
 
+def _bind_hint(exc: OSError) -> str:
+    """What to change when binding failed: the address for an address error, else the port."""
+    if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT) or isinstance(exc, socket.gaierror):
+        return "--host must be an address of this machine, e.g. 127.0.0.1 or 0.0.0.0"
+    if exc.errno == errno.EACCES:
+        return "ports below 1024 need privileges; pick another --port"
+    return "pick another --port"
+
+
 def serve(args: argparse.Namespace) -> int:
     """Handler of `conformance serve`; returns the exit status."""
     path = check_gguf(args.model) if args.model else default_model_path()
@@ -33,7 +44,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:
-        raise UsageError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); pick another --port") from exc
+        raise UsageError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); {_bind_hint(exc)}") from exc
     try:
         threads = getattr(args, "threads", None) or LlamaSettings().n_threads  # no --threads flag yet
         engine = Engine(path, LlamaSettings(n_ctx=args.ctx, n_threads=threads))

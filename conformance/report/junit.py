@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from conformance.check import Status
-from conformance.report._text import evidence_text
+from conformance.report._text import check_text, clip
 from conformance.results import CheckResult, ItemResult, RunReport
 
 __all__ = ["render", "write"]
@@ -36,7 +36,7 @@ def render(report: RunReport) -> ET.Element:
         root,
         "testsuite",
         {
-            "name": _clean(f"conformance {report.target.model} at {report.target.base_url}"),
+            "name": _clean(f"conformance {report.target.model}"),
             "timestamp": report.started_at[:19],
             **counts,
         },
@@ -60,10 +60,14 @@ def _check_case(item: ItemResult, check: CheckResult) -> ET.Element:
     case = _case(item.id, check.id, check.duration_s)
     if check.status in (Status.FAIL, Status.ERROR):
         tag = "failure" if check.status == Status.FAIL else "error"
-        outcome = ET.SubElement(case, tag, message=_clean(check.message), type=str(check.status))
-        outcome.text = _clean(evidence_text(check.evidence))
+        outcome = ET.SubElement(case, tag, message=_clean(clip(check.message)), type=str(check.status))
+        outcome.text = _clean(check_text(check.evidence, check.requests))
     elif check.status in (Status.SKIP, Status.NOT_COVERED):
-        ET.SubElement(case, "skipped", message=_clean(check.message or str(check.status)))
+        ET.SubElement(case, "skipped", message=_clean(clip(check.message) or str(check.status)))
+    if check.warnings and check.status not in (Status.FAIL, Status.ERROR):
+        # JUnit has no warning outcome: the case passes (or skips) and its output carries the warnings.
+        output = ET.SubElement(case, "system-out")
+        output.text = _clean("warnings (they do not fail the check):\n\n" + check_text(check.warnings, check.requests))
     return case
 
 

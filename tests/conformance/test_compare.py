@@ -118,10 +118,54 @@ def test_a_missing_report_is_a_one_line_usage_error(tmp_path: Path, capsys: pyte
     )
 
 
-def test_a_pass_that_became_a_skip_is_lost_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    reason = "not implemented by this server: GET /api/v0/models answered 404"
-    old = _report(_item("a/ext", "pass", _check("c", "pass")))
-    new = _report(_item("a/ext", "skip", _check("c", "skip", message=reason)))
-    assert [(c.key, c.old, c.new) for c in compare(old, new).lost] == [("a/ext::c", "pass", "skip")]
-    assert main(["compare", _write(tmp_path, "old.json", old), _write(tmp_path, "new.json", new)]) == 1
-    assert f"lost (pass -> skip): 1\n  a/ext::c: pass -> skip  ({reason})\n" in capsys.readouterr().out
+def _with_run(report: dict[str, Any], source: str = "run", only: list[str] | None = None) -> dict[str, Any]:
+    context = {"source": source, "suite_version": "0.1.0", "only": only, "command": "conformance run"}
+    return {**report, "run": context}
+
+
+def test_items_an_only_run_left_out_are_not_run_not_removed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    full = _with_run(_report(_item("a/one", "pass", _check("c", "pass")), _item("b/two", "pass", _check("c", "pass"))))
+    partial = _with_run(_report(_item("a/one", "pass", _check("c", "pass"))), only=["a"])
+    comparison = compare(full, partial)
+    assert comparison.removed == ()
+    assert comparison.not_run == ("b/two",)
+    old, new = _write(tmp_path, "old.json", full), _write(tmp_path, "new.json", partial)
+    assert main(["compare", old, new]) == 0
+    out = capsys.readouterr().out
+    assert "not run in both (an --only filter left them out, not a catalog change): 1 items" in out
+    assert "removed" not in out
+
+
+def test_a_run_report_and_a_check_report_are_compared_item_by_item(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _with_run(_report(_item("a/one", "pass", _check("c1", "pass"), _check("c2", "pass"))))
+    recorded = _report(_item("a/one", "fail", _check("recorded-traffic", "fail", message="no usage chunk")))
+    comparison = compare(run, recorded)  # the check report has no context: recognised by its check ids
+    assert comparison.by_item
+    assert [(c.key, c.old, c.new, c.message) for c in comparison.regressions] == [
+        ("a/one", "pass", "fail", "no usage chunk")
+    ]
+    assert comparison.removed == comparison.new == ()
+    assert main(["compare", _write(tmp_path, "a.json", run), _write(tmp_path, "b.json", recorded)]) == 1
+    assert "compared item by item" in capsys.readouterr().out
+
+
+def test_pass_to_skip_is_lost_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = _report(_item("a/one", "pass", _check("c", "pass")))
+    new = _report(_item("a/one", "skip", _check("c", "skip", message="not implemented by this server")))
+    assert [c.key for c in compare(old, new).lost] == ["a/one::c"]
+    assert main(["compare", _write(tmp_path, "a.json", old), _write(tmp_path, "b.json", new)]) == 1
+    assert "lost (pass -> skip: no longer exercised or implemented): 1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00binary", b"", b"[1, 2]"])
+def test_unreadable_inputs_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(content)
+    good = _write(tmp_path, "good.json", _report())
+    assert main(["compare", str(bad), good]) == 2
+    assert main(["compare", good, str(tmp_path)]) == 2  # a directory
+    err = capsys.readouterr().err
+    assert err.count("\n") == 2
+    assert err.startswith("conformance compare: ")

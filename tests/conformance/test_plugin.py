@@ -169,6 +169,9 @@ def test_an_only_matching_nothing_is_a_usage_error(inner: pytest.Pytester) -> No
     result = _run(inner, "--conformance-only", "9.9")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --conformance-only '9.9' matches no item or check*"])
+    result = _run(inner, "--conformance-only", " , ")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --conformance-only ' , ' names no item*"])
 
 
 def test_an_unreachable_server_stops_the_session_with_one_message(
@@ -205,3 +208,34 @@ def test_the_options_are_in_their_own_help_group(inner: pytest.Pytester) -> None
             "*--conformance-only=IDS*",
         ]
     )
+
+
+def test_a_failure_shows_the_request_and_a_curl_command(inner: pytest.Pytester) -> None:
+    result = _run(inner, "--conformance-only", "0.0.1,0.0.5")
+    result.stdout.fnmatch_lines(
+        [
+            "*_ usage (0.0.1/chat) _*",
+            "[[]0.0.1/chat[]] usage: no usage in the response",
+            "request: POST http://fake.test/v1/chat/completions",
+            "  content-type: application/json",
+            '  body: {"messages": []}',
+            "reproduce (reads $CONFORMANCE_API_KEY when the key was redacted):",
+            "curl -sS http://fake.test/v1/chat/completions \\",
+            "  -H 'content-type: application/json' \\",
+            "  --data-binary '{\"messages\": []}'",
+            "*_ bug (0.0.5/broken) _*",
+            "verdict raised KeyError: 'choices'",
+            "request: POST http://fake.test/v1/chat/completions",
+        ]
+    )
+
+
+def test_warnings_of_a_passing_check_are_pytest_warnings_not_failures() -> None:
+    from conformance.check import Status
+    from conformance.findings import WARNING
+    from conformance.plugin import ConformanceWarning, _raise_for
+    from conformance.results import CheckResult
+
+    warning = Finding("0.3.20/seed", "same-seed", "two answers differ for one seed", severity=WARNING)
+    with pytest.warns(ConformanceWarning, match=r"\[0.3.20/seed\] same-seed: warning: two answers differ"):
+        _raise_for(CheckResult("same-seed", Status.PASS, "", (warning.to_dict(),)))

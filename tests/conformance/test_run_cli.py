@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import socket
@@ -187,12 +188,29 @@ def test_an_error_alone_exits_1(fake_url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("catalog")
-def test_the_model_option_skips_discovery_and_the_api_key_is_sent(fake_url: str, tmp_path: Path) -> None:
+def test_the_model_option_is_used_and_the_api_key_is_sent(fake_url: str, tmp_path: Path) -> None:
     _FakeLLM.authorizations.clear()
-    argv = ["--base-url", fake_url, "--model", "other", "--api-key", "sk-test", "--only", "base"]
+    argv = ["--base-url", fake_url, "--model", "tiny-model", "--api-key", "sk-test", "--only", "base"]
     assert _run(*argv, "--report-dir", str(tmp_path)) == 0
-    assert json.loads((tmp_path / "report.json").read_text())["target"]["model"] == "other"
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["target"]["model"] == "tiny-model"
     assert _FakeLLM.authorizations == ["Bearer sk-test", "Bearer sk-test"]
+    assert report["run"]["command"].endswith("--api-key '[REDACTED]' --only base --report-dir " + str(tmp_path))
+    assert report["run"]["only"] == ["base"]
+    assert report["run"]["source"] == "run"
+    assert "sk-test" not in (tmp_path / "report.json").read_text()
+
+
+@pytest.mark.usefixtures("catalog")
+def test_a_model_the_server_does_not_list_stops_before_running(
+    fake_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run("--base-url", fake_url, "--model", "other", "--report-dir", str(tmp_path / "r")) == 2
+    assert capsys.readouterr().err == (
+        f"conformance run: --model 'other' is not among the models GET {fake_url}/v1/models lists: tiny-model; "
+        "pass one of them (or load 'other' in the server)\n"
+    )
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.usefixtures("catalog")
@@ -305,3 +323,151 @@ def test_a_missing_extension_skips_unless_expected(fake_url: str, tmp_path: Path
     assert _run(*argv, "--report-dir", str(tmp_path / "expected")) == 1
     item = json.loads((tmp_path / "expected" / "report.json").read_text())["items"][0]
     assert (item["status"], item["checks"][0]["message"]) == ("fail", "GET /api/v0/models failed")
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+class _Refuses(_FakeLLM):
+    def do_GET(self) -> None:
+        self._json(401, {"error": {"message": "invalid api key"}})
+
+
+@pytest.mark.usefixtures("catalog")
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (
+            ["--api-key", "sk-wrong"],
+            "the server refused the API key: GET {url}/v1/models answered 401; check --api-key",
+        ),
+        ([], "GET {url}/v1/models answered 401: the server wants a key, pass --api-key KEY"),
+    ],
+)
+def test_a_refused_key_says_so(
+    key: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server, url = _serve(_Refuses)
+    try:
+        assert _run("--base-url", url, *key, "--model", "m", "--report-dir", str(tmp_path)) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert capsys.readouterr().err == f"conformance run: {message.format(url=url)}\n"
+
+
+@pytest.mark.usefixtures("catalog")
+def test_an_empty_only_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run("--only", "") == 2
+    assert capsys.readouterr().err.startswith("conformance run: --only '' names no item; pass item or check ids")
+
+
+def _stopping_catalog(monkeypatch: pytest.MonkeyPatch, verdict: Any) -> None:
+    """base/models, then an item whose verdict runs `verdict`, then ten more items that each ask the server."""
+    later = tuple(
+        _item(f"0.0.{n}/later", ("asks", RequestSpec("GET", "/v1/models"), _models_listed)) for n in range(10)
+    )
+    items = (ITEMS[0], _item("0.0.1/stop", ("stop", RequestSpec("GET", "/v1/models"), verdict)), *later)
+    module = types.ModuleType("conformance.catalog")
+    module.ITEMS = items  # type: ignore[attr-defined]  # a stand-in for the real catalog
+    monkeypatch.setitem(sys.modules, "conformance.catalog", module)
+
+
+def test_a_server_that_stops_answering_ends_the_run_with_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, url = _serve(_FakeLLM)
+
+    def stop(exchanges: Sequence[Exchange]) -> Iterable[Finding]:
+        server.shutdown()
+        server.server_close()
+        return ()
+
+    _stopping_catalog(monkeypatch, stop)
+    assert _run("--base-url", url, "--report-dir", str(tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert err.count("ERROR") == 1  # the first check that got no answer, not one row per remaining check
+    last = err.rstrip().splitlines()[-1]
+    assert last.startswith(f"conformance run: the server at {url} stopped answering after 3 checks (last: ")
+    assert last.startswith("0.0.0/later::asks: no response", last.index("(last: ") + 7)
+    report = json.loads((tmp_path / "report.json").read_text())
+    jsonschema.validate(report, schema())
+    assert report["interrupted"] is True
+    assert [i["id"] for i in report["items"]] == ["base/models", "0.0.1/stop"]
+
+
+@pytest.mark.usefixtures("fake_url")
+def test_ctrl_c_says_interrupted_and_writes_the_partial_report(
+    fake_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupt(exchanges: Sequence[Exchange]) -> Iterable[Finding]:
+        raise KeyboardInterrupt
+
+    _stopping_catalog(monkeypatch, interrupt)
+    assert _run("--base-url", fake_url, "--report-dir", str(tmp_path)) == 130
+    assert capsys.readouterr().err.rstrip().splitlines()[-1] == (
+        f"conformance run: interrupted; partial report in {tmp_path}"
+    )
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["interrupted"] is True
+    assert [i["id"] for i in report["items"]] == ["base/models"]
+    assert "interrupted" in (tmp_path / "report.html").read_text()
+
+
+@pytest.mark.usefixtures("catalog")
+def test_off_a_terminal_lines_are_never_wrapped(
+    fake_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "40")
+    assert _run("--base-url", fake_url, "--report-dir", str(tmp_path / ("d" * 120))) == 1
+    out, err = capsys.readouterr()
+    line = next(x for x in err.splitlines() if "0.0.1/chat::usage" in x)
+    assert line.endswith("no usage chunk although stream_options.include_usage was true")
+    assert any(
+        x.endswith("0.0.1/chat::usage  no usage chunk although stream_options.include_usage was true")
+        for x in out.splitlines()
+    )
+    assert f"json: {tmp_path / ('d' * 120) / 'report.json'}" in out.splitlines()
+    assert "┃" not in out  # no table off a terminal
+
+
+def test_unknown_options_print_the_subcommand_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--bogus"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: conformance run [-h] [--base-url BASE_URL]")
+    assert err.rstrip().endswith("conformance run: error: unrecognized arguments: --bogus")
+
+
+def test_help_describes_every_command_with_defaults_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    from conformance.cli import build_parser
+
+    parser = build_parser()
+    top = parser.format_help()
+    assert "exit status:" in top
+    assert "130" in top
+    (subparsers,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    commands: dict[str, argparse.ArgumentParser] = subparsers.choices
+    for name, command in commands.items():
+        text = command.format_help()
+        assert command.description, name
+        assert "exit status:" in text, name
+        for action in command._actions:
+            if action.option_strings and action.dest not in ("help",) and not action.required:
+                assert "default" in (action.help or "") or action.default, (name, action.dest)
+    assert "(default: 1234)" in commands["serve"].format_help()
+    assert "(default: 1.0)" in commands["replay"].format_help()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.startswith("conformance ")
+
+
+def test_serve_refuses_zero_threads(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--threads", "0"])
+    assert "0 threads cannot run a model; pass 1 or more" in capsys.readouterr().err
