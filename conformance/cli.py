@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         choices=EXTENSIONS,
         help="a surface the server must implement (repeatable): its items fail instead of skipping when it is "
-        "missing (LM Studio's own is expected of a server that identifies as LM Studio)",
+        "missing (LM Studio's own is expected of a server that identifies as LM Studio) (default: none)",
     )
     run.add_argument(
         "--exchange-timeout",
@@ -158,12 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--api-key",
         action="append",
-        help="require this token (Authorization: Bearer or x-api-key); repeat to accept several",
+        help="require this token (Authorization: Bearer or x-api-key); repeat to accept several (default: none)",
     )
     serve.add_argument(
         "--api-key-file",
         metavar="PATH",
-        help="require a token listed in this file, one per line (also: the CONFORMANCE_API_KEY variable)",
+        help="require a token listed in this file, one per line (also: the CONFORMANCE_API_KEY variable) "
+        "(default: none)",
     )
     serve.add_argument("--threads", type=_positive_threads, help="llama.cpp threads (default: all cores)")
     limits = Limits()
