@@ -40,6 +40,8 @@ class ChatPlan:
     generation: GenerationRequest
     tools: ToolPlan
     model: str
+    prompt: str = ""
+    """The rendered prompt text the generation's tokens encode (to extend it, as reasoning does)."""
 
 
 def resolve_model(backend: Backend, requested: str | None, *, param: str = "model") -> str:
@@ -181,7 +183,7 @@ def plan_chat(request: ChatCompletionRequest, backend: Backend) -> ChatPlan:
         grammar=grammar,
         speculative=request.draft_model is not None,
     )
-    return ChatPlan(generation=generation, tools=plan, model=model)
+    return ChatPlan(generation=generation, tools=plan, model=model, prompt=prompt)
 
 
 class OutputShaper:
