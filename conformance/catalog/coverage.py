@@ -46,6 +46,10 @@ def _response_format_text(body: Mapping[str, Any]) -> bool:
     return isinstance(response_format, dict) and response_format.get("type") == "text"
 
 
+def _anthropic_request(body: Mapping[str, Any]) -> bool:
+    return isinstance(body.get("messages"), list)
+
+
 _EXERCISED_BY: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     ids.TOOL_CALLING: _with_tools,
     ids.TOOL_CHOICE: lambda body: _with_tools(body) and "tool_choice" in body,
@@ -65,6 +69,7 @@ _EXERCISED_BY: dict[str, Callable[[Mapping[str, Any]], bool]] = {
     ids.STREAM_USAGE_CORRECT: _usage_asked,
     ids.RESPONSE_FORMAT_TEXT: _response_format_text,
     ids.BASE_STREAMING: _streamed,
+    ids.ANTHROPIC_MESSAGES: _anthropic_request,
 }
 
 

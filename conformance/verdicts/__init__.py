@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from conformance.exchange import Exchange
 from conformance.findings import Finding
-from conformance.verdicts import acceptance, bodies, chat, embeddings, errors, framing, models, sdk, tools, usage
+from conformance.verdicts import (
+    acceptance,
+    anthropic,
+    bodies,
+    chat,
+    embeddings,
+    errors,
+    framing,
+    models,
+    sdk,
+    tools,
+    usage,
+)
 from conformance.verdicts.answer import Answer, ToolCall, answer, answer_of
 from conformance.verdicts.context import Context, Endpoint, Issue, endpoint_of
 from conformance.verdicts.rule import Rule
@@ -46,7 +58,7 @@ RULES: tuple[Rule, ...] = (
 def validate_context(ctx: Context) -> list[Finding]:
     """Every applicable rule's findings for one exchange, reusing the context's derived views."""
     if ctx.endpoint is None:
-        return []
+        return anthropic.validate_context(ctx)  # /v1/messages*: its own rules; [] for other unknown paths
     return [finding for r in RULES for finding in r.findings(ctx)]
 
 
