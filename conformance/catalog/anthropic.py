@@ -16,6 +16,7 @@ from typing import Any
 from conformance.catalog.expect import Expectation, error_status, make_check, succeeded
 from conformance.check import Check, Item, Kind, RequestSpec, Target
 from conformance.exchange import Exchange
+from conformance.shape import exchange_shape
 from conformance.verdicts import items as ids
 from conformance.verdicts.anthropic import MessagesView, sdk_replay, view
 from conformance.verdicts.context import Context, Issue
@@ -368,6 +369,39 @@ def _streamed_input(index: int) -> Expectation:
 # ---- checks --------------------------------------------------------------------------------------
 
 
+def shape(exchanges: Sequence[Exchange]) -> list[dict[str, Any]]:
+    """The default fingerprint, with a stream as its events: `event-name:type`, block and delta kinds, stop reason."""
+    out = []
+    for exchange in exchanges:
+        fingerprint = exchange_shape(exchange)
+        found = view(Context(exchange))
+        if "stream" in fingerprint and found is not None:
+            kinds: list[str] = []
+            for frame in found.frames:
+                kind = _frame_kind(frame.name, frame.payload or {})
+                if not kinds or kinds[-1] != kind:
+                    kinds.append(kind)
+            fingerprint["stream"] = kinds
+        out.append(fingerprint)
+    return out
+
+
+def _frame_kind(name: str | None, payload: dict[str, Any]) -> str:
+    kind = str(payload.get("type"))
+    head = kind if name == kind else f"{name or 'no-event'}:{kind}"
+    block = payload.get("content_block")
+    delta = payload.get("delta")
+    if isinstance(block, dict):
+        return f"{head}[{payload.get('index')}]:{block.get('type')}"
+    if isinstance(delta, dict) and kind == "content_block_delta":
+        return f"{head}[{payload.get('index')}]:{delta.get('type')}"
+    if isinstance(delta, dict):
+        return f"{head}:{delta.get('stop_reason')}"
+    if kind == "content_block_stop":
+        return f"{head}[{payload.get('index')}]"
+    return head
+
+
 def _check(
     check_id: str,
     title: str,
@@ -375,7 +409,8 @@ def _check(
     *expectations: Expectation,
     exercised: Exercised,
 ) -> Check:
-    return dataclasses.replace(make_check(ITEM, check_id, title, requests, *expectations), exercised=exercised)
+    check = make_check(ITEM, check_id, title, requests, *expectations)
+    return dataclasses.replace(check, exercised=exercised, shape=shape)
 
 
 def _chained(
@@ -389,7 +424,7 @@ def _chained(
     """A check whose later requests depend on earlier answers (`count` requests in all)."""
     placeholders: list[RequestFactory] = [message()] * count
     base = make_check(ITEM, check_id, title, placeholders, *expectations)
-    return dataclasses.replace(base, plan=plan, exercised=exercised)
+    return dataclasses.replace(base, plan=plan, exercised=exercised, shape=shape)
 
 
 def _round_trip(target: Target) -> Generator[RequestSpec, Exchange, None]:
