@@ -18,6 +18,7 @@ from reference_server.embedded import run_app, serve_in_thread
 from reference_server.engine import Embeddings, Engine, Finished, FinishReason, Generation, GenerationRequest, Piece
 from reference_server.model import ModelInfo
 from reference_server.prompt import ChatTemplate
+from reference_server.reasoning import Signer
 
 WEATHER_SCHEMA: Any = {
     "type": "object",
@@ -354,6 +355,16 @@ def test_thinking_block_first_signed_and_verified(client: anthropic.Anthropic, h
     assert "signature" in message
     with pytest.raises(anthropic.BadRequestError):
         client.messages.create(**{**body, "messages": forged})
+
+
+def test_thinking_stays_within_its_budget(http: httpx.Client, model: str, reference_engine: Engine) -> None:
+    body = {"model": model, "max_tokens": 30, "messages": HELLO, "thinking": {"type": "enabled", "budget_tokens": 4}}
+    answer = _create(http, **body)
+    thinking = answer["content"][0]["thinking"]
+    assert 0 < len(reference_engine.tokenize(thinking)) <= 4 + 1  # + a BOS the tokenizer may add
+    assert answer["usage"]["output_tokens"] <= 30
+    assert Signer(b"k").verify("text", Signer(b"k").sign("text"))
+    assert not Signer(b"k").verify("text", Signer(b"other").sign("text"))
 
 
 def test_thinking_budget_must_stay_below_max_tokens(http: httpx.Client, model: str) -> None:
