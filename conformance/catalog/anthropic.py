@@ -378,6 +378,8 @@ def shape(exchanges: Sequence[Exchange]) -> list[dict[str, Any]]:
         if "stream" in fingerprint and found is not None:
             kinds: list[str] = []
             for frame in found.frames:
+                if frame.type == "ping":
+                    continue  # sent while a slow prompt is read: a matter of timing, not of shape
                 kind = _frame_kind(frame.name, frame.payload or {})
                 if not kinds or kinds[-1] != kind:
                     kinds.append(kind)
