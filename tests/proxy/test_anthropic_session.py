@@ -15,6 +15,7 @@ from conformance.exchange import Exchange, Response, SSEEvent
 from conformance.verdicts import validate_exchange
 from proxy.cassette import read_cassette
 from proxy.diff import diff_exchanges
+from proxy.live import judge
 from proxy.replay import ReplayApp
 from tests.proxy.conftest import serve_app
 
@@ -124,3 +125,11 @@ def test_replayed_error_has_the_anthropic_envelope() -> None:
     assert body["type"] == "error"
     assert body["error"]["type"] == "not_found_error"
     assert "no recorded exchange matches" in body["error"]["message"]
+
+
+def test_the_recorder_judges_anthropic_exchanges_live() -> None:
+    broken = _without_event_lines(_streams()[0], 0)
+    entry = judge(broken, (), True)
+    assert entry.validator_error is None
+    assert {f.check for f in entry.findings} >= {"event-lines", "sdk-accumulates"}
+    assert all(f.item == ITEM for f in entry.findings)
