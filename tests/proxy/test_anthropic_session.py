@@ -15,6 +15,7 @@ from conformance.exchange import Exchange, Response, SSEEvent
 from conformance.verdicts import validate_exchange
 from proxy.cassette import read_cassette
 from proxy.diff import diff_exchanges
+from proxy.har import HarRecord, HarTimings, har_document
 from proxy.live import judge
 from proxy.replay import ReplayApp
 from tests.proxy.conftest import serve_app
@@ -133,3 +134,12 @@ def test_the_recorder_judges_anthropic_exchanges_live() -> None:
     assert entry.validator_error is None
     assert {f.check for f in entry.findings} >= {"event-lines", "sdk-accumulates"}
     assert all(f.item == ITEM for f in entry.findings)
+
+
+def test_har_export_keeps_the_event_lines() -> None:
+    stream = _streams()[0]
+    [entry] = har_document([HarRecord(stream, HarTimings(1.0, 2.0, 3.0))])["log"]["entries"]
+    text = entry["response"]["content"]["text"]
+    assert text.startswith("event: message_start\ndata: {")
+    assert "event: content_block_delta\ndata: " in text
+    assert text.endswith('event: message_stop\ndata: {"type":"message_stop"}\n\n')
