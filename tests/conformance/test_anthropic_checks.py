@@ -358,6 +358,15 @@ def test_llama_cpp_16104_error_field_and_openai_error_payload() -> None:
     assert error.item == ITEM
 
 
+def test_an_error_event_mid_stream_is_well_formed() -> None:
+    frames = [_frame(f) for f in _good_frames()[:4]]
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    assert validate_exchange(_stream([*frames, _frame(error)])) == []
+    trailing = validate_exchange(_stream([*frames, _frame(error), _frame({"type": "message_stop"})]))
+    assert {f.check for f in trailing} == {"event-order"}
+    assert "events follow an error event" in {f.message for f in trailing}
+
+
 def test_blocks_must_count_from_zero_and_close_in_order() -> None:
     frames = _good_frames()
     shifted = [_frame({**f, "index": f["index"] + 1}) if "index" in f else _frame(f) for f in frames]

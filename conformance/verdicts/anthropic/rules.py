@@ -534,6 +534,8 @@ def thinking_blocks(view: MessagesView) -> Iterator[Issue]:
 def sdk_accumulates(view: MessagesView) -> Iterator[Issue]:
     """anthropic-python reads the answer without raising, and its stream accumulator rebuilds every block the
     stream started, with the stream's stop_reason."""
+    if any(frame.type == "error" for frame in view.frames):
+        return  # an error event makes the SDK raise by design; the stream rules judge its form
     replay = sdk_replay(view)
     if replay is None:
         return
