@@ -4,6 +4,8 @@ Run: .venv/bin/python bench/server_overhead.py [--rounds N] [--max-tokens N]
 Both sides load the same GGUF with the same n_ctx / n_batch / n_threads and generate the same prompts
 greedily; (a) is Llama.create_completion(stream=True) in this process, (b) is POST /v1/completions with
 stream=true to the server of `conformance serve` in a subprocess (so the HTTP client does not share its GIL).
+Anthropic Messages the same way: (c) is create_completion on the prompt as the model's chat template renders
+the user message, (d) POST /v1/messages with stream=true (text_delta frames counted).
 Run it on an otherwise idle machine: llama.cpp's threads spin at barriers, so other load distorts both sides.
 """
 
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reference_server.model import LlamaSettings, default_model_path  # noqa: E402  # after the sys.path insert
+from reference_server.prompt import ChatTemplate  # noqa: E402  # after the sys.path insert
 
 PROMPTS = (
     "The history of the Roman Empire begins",
@@ -68,6 +71,38 @@ def server_run(client: httpx.Client, prompt: str, max_tokens: int) -> Run:
                 first = first or last
                 tokens += 1
     return Run(tokens, first - started, last - first)
+
+
+def messages_run(client: httpx.Client, model: str, prompt: str, max_tokens: int) -> Run:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+    }
+    started = time.perf_counter()
+    first = last = 0.0
+    tokens = 0
+    with client.stream("POST", "/v1/messages", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith('data: {"type":"content_block_delta"') and '"text":""' not in line:
+                last = time.perf_counter()
+                first = first or last
+                tokens += 1
+    return Run(tokens, first - started, last - first)
+
+
+def chat_prompt(llm: llama_cpp.Llama, prompt: str) -> str:
+    """The prompt text the server renders for one user message (the GGUF's own chat template)."""
+    model = llm._model  # the high-level Llama does not expose token texts
+    template = ChatTemplate(
+        llm.metadata.get("tokenizer.chat_template"),
+        bos_token=model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else "",
+        eos_token=model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else "",
+    )
+    return template.render([{"role": "user", "content": prompt}])
 
 
 SERVE = (
@@ -119,10 +154,14 @@ def main() -> int:
     process, url = start_server(model, settings)
     raw: list[Run] = []
     served: list[Run] = []
+    raw_chat: list[Run] = []
+    messages: list[Run] = []
     try:
         with httpx.Client(base_url=url, timeout=300) as client:
+            model_id = client.get("/v1/models").json()["data"][0]["id"]
             raw_run(llm, "Warm up.", 8)
             server_run(client, "Warm up.", 8)
+            messages_run(client, model_id, "Warm up.", 8)
             for round_ in range(args.rounds):
                 for index, prompt in enumerate(PROMPTS):
                     text = f"{prompt} (take {round_ + 1})" if round_ else prompt  # new prompt: no KV cache reuse
@@ -132,6 +171,12 @@ def main() -> int:
                         print(f"  note: prompt {index} gave {a.tokens} tokens raw, {b.tokens} served")
                     raw.append(a)
                     served.append(b)
+                    c = raw_run(llm, chat_prompt(llm, text), args.max_tokens)
+                    d = messages_run(client, model_id, text, args.max_tokens)
+                    if c.tokens != d.tokens:
+                        print(f"  note: prompt {index} gave {c.tokens} tokens raw, {d.tokens} via /v1/messages")
+                    raw_chat.append(c)
+                    messages.append(d)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -139,6 +184,10 @@ def main() -> int:
     rate_b, ttft_b = summary("(b) reference server, HTTP stream", served)
     print(f"ratio (b)/(a) tokens/s: {rate_b / rate_a:.3f}   (target >= 0.95)")
     print(f"TTFT (b)-(a): {ttft_b - ttft_a:+.1f} ms   (target <= +20 ms)")
+    rate_c, ttft_c = summary("(c) llama-cpp-python, chat prompt", raw_chat)
+    rate_d, ttft_d = summary("(d) reference server, /v1/messages", messages)
+    print(f"ratio (d)/(c) tokens/s: {rate_d / rate_c:.3f}   (target >= 0.95)")
+    print(f"TTFT (d)-(c): {ttft_d - ttft_c:+.1f} ms   (target <= +20 ms)")
     return 0
 
 

@@ -89,7 +89,7 @@ class ReplayApp:
         key = request_key(self._redactor.exchange(Exchange(request, None)).request)
         recordings = self._recorded.get(key)
         if not recordings:
-            await _send_json(send, 404, self._no_match(request))
+            await _send_json(send, 404, _in_format_of(request, self._no_match(request)))
             self._log(f"{describe(request)} 404 · no recorded exchange matches")
             return
         turn = self._served[key] % len(recordings)
@@ -238,6 +238,13 @@ def _body_bytes(response: Response) -> bytes:
 
 def _error(message: str, type_: str, code: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+def _in_format_of(request: Request, error: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic clients read `{"type": "error", "error": {"type", "message"}}` on /v1/messages*."""
+    if not request.path.startswith("/v1/messages"):
+        return error
+    return {"type": "error", "error": {"type": "not_found_error", "message": error["error"]["message"]}}
 
 
 async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:

@@ -29,7 +29,7 @@ from reference_server.chat import (
     stats_of,
 )
 from reference_server.engine import Backend, Finished, GenerationRequest, Piece
-from reference_server.errors import ApiError, error_body
+from reference_server.errors import ApiError, anthropic_error_body, error_body
 from reference_server.limits import Limits
 from reference_server.openai_api import (
     DEFAULT_COMPLETION_TOKENS,
@@ -57,6 +57,8 @@ __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
 DONE = b"data: [DONE]\n\n"
+ANTHROPIC_PREFIX = "/v1/messages"
+
 
 
 def _error_event(message: str) -> bytes:
@@ -214,6 +216,9 @@ def create_app(backend: Backend, *, api_keys: ApiKeys | None = None, limits: Lim
             "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
         }
 
+    from reference_server.anthropic_api import messages_router  # imports this module: loaded once it is ready
+
+    router.include_router(messages_router(backend))
     app.include_router(router)
     return app
 
@@ -350,6 +355,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     ) -> Callable[[Request, Exception], Awaitable[Response]]:
         async def handle(request: Request, exc: Exception) -> Response:
             error = convert(request, exc)
+            if request.url.path.startswith(ANTHROPIC_PREFIX):  # Anthropic clients read their own envelope
+                return JSONResponse(anthropic_error_body(error.status, error.message), status_code=error.status)
             return JSONResponse(error.body(), status_code=error.status)
 
         return handle

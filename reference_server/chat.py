@@ -49,6 +49,8 @@ class ChatPlan:
     model: str
     grammar_param: str | None = None
     """The request field the grammar was built from ("tools" or "response_format"), None without a grammar."""
+    prompt: str = ""
+    """The rendered prompt text the generation's tokens encode (to extend it, as reasoning does)."""
 
 
 def resolve_model(backend: Backend, requested: str | None, *, param: str = "model") -> str:
@@ -231,7 +233,7 @@ def plan_chat(request: ChatCompletionRequest, backend: Backend, limits: Limits |
         grammar=grammar,
         speculative=request.draft_model is not None,
     )
-    return ChatPlan(generation=generation, tools=plan, model=model, grammar_param=grammar_param)
+    return ChatPlan(generation=generation, tools=plan, model=model, grammar_param=grammar_param, prompt=prompt)
 
 
 class OutputShaper:

@@ -101,6 +101,8 @@ class Finished:
     completion_tokens: int
     seconds: float
     draft: DraftStats | None = None
+    stop_sequence: str | None = None
+    """The stop string that ended generation (reason STOP), None when it ended otherwise."""
 
     @property
     def tokens_per_second(self) -> float:
@@ -309,7 +311,8 @@ class Engine:
             room = self.n_ctx - len(prompt)
             limit = room if request.sampling.max_tokens is None else min(room, request.sampling.max_tokens)
             drafter = LlamaPromptLookupDecoding(num_pred_tokens=DRAFT_TOKENS) if request.speculative else None
-            reason, produced, draft = self._run(job, sampler, limit, request.sampling.stop, drafter)
+            stops = StopScanner(request.sampling.stop)
+            reason, produced, draft = self._run(job, sampler, limit, stops, drafter)
         finally:
             sampler.close()
         job.emit(
@@ -319,6 +322,7 @@ class Engine:
                 completion_tokens=produced,
                 seconds=time.perf_counter() - started,
                 draft=draft if request.speculative else None,
+                stop_sequence=stops.matched,
             )
         )
 
@@ -327,7 +331,7 @@ class Engine:
         job: _Job,
         sampler: TokenSampler,
         limit: int,
-        stop: tuple[str, ...],
+        stops: StopScanner,
         drafter: LlamaPromptLookupDecoding | None,
     ) -> tuple[FinishReason, int, DraftStats]:
         llm = self.llama
@@ -336,7 +340,6 @@ class Engine:
         eog = self._eog
         emit = job.emit
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopScanner(stop)
         produced = drafted = accepted = rejected = 0
         drafts: list[int] = []
         reason = FinishReason.LENGTH

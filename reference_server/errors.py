@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ApiError", "error_body"]
+__all__ = ["ApiError", "anthropic_error_body", "error_body"]
 
 
 def error_body(message: str, *, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
@@ -52,3 +52,20 @@ class ApiError(Exception):
             param=param,
             code="context_length_exceeded",
         )
+
+
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_body(status: int, message: str) -> dict[str, Any]:
+    """Anthropic's error envelope, {"type": "error", "error": {"type", "message"}}, its type from the status."""
+    kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}

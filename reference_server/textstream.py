@@ -28,14 +28,17 @@ class StopScanner:
     def __init__(self, stops: Sequence[str]) -> None:
         self._stops = tuple(stop for stop in stops if stop)
         self._held = ""
+        self.matched: str | None = None
+        """The stop string that ended the text, once one has."""
 
     def feed(self, text: str) -> tuple[str, bool]:
         """Text safe to emit now, and whether a stop string was reached (then nothing more may be emitted)."""
         if not self._stops:
             return text, False
         buffer = self._held + text
-        cut = min((index for stop in self._stops if (index := buffer.find(stop)) >= 0), default=-1)
-        if cut >= 0:
+        found = [(index, stop) for stop in self._stops if (index := buffer.find(stop)) >= 0]
+        if found:
+            cut, self.matched = min(found, key=lambda hit: hit[0])
             self._held = ""
             return buffer[:cut], True
         keep = _held_suffix(buffer, self._stops)

@@ -145,6 +145,7 @@ _EXERCISED_BY: dict[str, Predicate] = {
     ids.REASONING_FIELD: _reasoning,
     ids.EMBEDDINGS: _answered,
     ids.MODEL_CAPABILITIES: _answered,
+    ids.ANTHROPIC_MESSAGES: _answered,
 }
 
 

@@ -1,4 +1,4 @@
-"""Strict JSON Schemas (Draft 2020-12) of the OpenAI-compatible bodies and chunks, and their validators."""
+"""Strict JSON Schemas (Draft 2020-12) of the OpenAI-compatible and Anthropic bodies and events, with validators."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ class Schema(StrEnum):
     LMSTUDIO_STATS = "lmstudio.stats"
     ERROR = "error"
     COMMON = "common"
+    ANTHROPIC_MESSAGE = "anthropic.message"
+    ANTHROPIC_EVENT = "anthropic.event"
+    ANTHROPIC_COUNT_TOKENS = "anthropic.count_tokens"
+    ANTHROPIC_ERROR = "anthropic.error"
+    ANTHROPIC_COMMON = "anthropic.common"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from conformance.exchange import Exchange
 from conformance.findings import Finding
 from conformance.verdicts import (
     acceptance,
+    anthropic,
     bodies,
     chat,
     embeddings,
@@ -59,7 +60,7 @@ RULES: tuple[Rule, ...] = (
 def validate_context(ctx: Context) -> list[Finding]:
     """Every applicable rule's findings for one exchange, reusing the context's derived views."""
     if ctx.endpoint is None:
-        return []
+        return anthropic.validate_context(ctx)  # /v1/messages*: its own rules; [] for other unknown paths
     return [finding for r in RULES for finding in r.findings(ctx)]
 
 

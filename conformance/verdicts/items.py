@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "ANTHROPIC_MESSAGES",
     "BASE_CHAT",
     "BASE_COMPLETIONS",
     "BASE_ERRORS",
@@ -61,3 +62,4 @@ REASONING_FIELD = "0.3.23/reasoning-field"
 TOOL_NAME_NORMALIZATION = "0.3.23/tool-name-normalization"
 TOOLS_REQUEST_ROBUSTNESS = "0.3.23/tools-request-robustness"
 EMBEDDINGS = "0.3.25/embeddings"
+ANTHROPIC_MESSAGES = "0.4.1/anthropic-messages"

@@ -33,7 +33,7 @@ def test_endpoint_of(method: str, path: str, endpoint: Endpoint | None) -> None:
 
 
 def test_unknown_endpoints_get_no_findings(wire: Any) -> None:
-    exchange = wire.plain({"model": "m"}, {"detail": "whatever"}, status=422, path="/v1/messages")
+    exchange = wire.plain({"model": "m"}, {"detail": "whatever"}, status=422, path="/v1/rerank")
     assert validate_exchange(exchange) == []
 
 
