@@ -41,6 +41,7 @@ from reference_server.openai_api import (
     usage,
     validation_error,
 )
+from reference_server.responses_api import DEFAULT_MAX_STORED, ResponseStore, responses_router
 from reference_server.textstream import Channel
 from reference_server.toolstream import ToolCallDelta
 
@@ -120,7 +121,9 @@ def _chunk_for(chunks: ChatChunks, part: Part) -> bytes:
     return chunks.content(text) if channel is Channel.CONTENT else chunks.delta({"reasoning_content": text})
 
 
-def create_app(backend: Backend, *, api_key: str | None = None) -> FastAPI:
+def create_app(
+    backend: Backend, *, api_key: str | None = None, max_stored_responses: int = DEFAULT_MAX_STORED
+) -> FastAPI:
     """The server app around a backend (the real Engine, or a test double with the same surface)."""
     app = FastAPI(title="llm-conformance reference server", docs_url=None, redoc_url=None, openapi_url=None)
     _install_error_handlers(app)
@@ -252,6 +255,8 @@ def create_app(backend: Backend, *, api_key: str | None = None) -> FastAPI:
         }
 
     app.include_router(router)
+    responses = responses_router(backend, ResponseStore(max_stored_responses))
+    app.include_router(responses, dependencies=[Depends(authorize)])
     return app
 
 
