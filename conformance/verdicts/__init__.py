@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from conformance.exchange import Exchange
 from conformance.findings import Finding
-from conformance.verdicts import acceptance, bodies, chat, embeddings, errors, framing, models, sdk, tools, usage
+from conformance.verdicts import (
+    acceptance,
+    bodies,
+    chat,
+    embeddings,
+    errors,
+    framing,
+    models,
+    responses,
+    sdk,
+    tools,
+    usage,
+)
 from conformance.verdicts.answer import Answer, ToolCall, answer, answer_of
 from conformance.verdicts.context import Context, Endpoint, Issue, endpoint_of
 from conformance.verdicts.rule import Rule
@@ -39,6 +51,7 @@ RULES: tuple[Rule, ...] = (
     *sdk.RULES,
     *embeddings.RULES,
     *models.RULES,
+    *responses.RULES,
 )
 """Every rule, in the order findings are reported: transport and errors, framing, schemas, then meaning."""
 
