@@ -178,7 +178,7 @@ def refused(index: int, *, statuses: tuple[int, ...], code: str | None = None) -
         if ctx.status not in statuses:
             yield Issue(
                 f"answered {ctx.status}; expected {' or '.join(map(str, statuses))}"
-                + (" (the unknown id was silently ignored)" if ctx.ok else ""),
+                + (" (a success: the server acted as if it knew the id)" if ctx.ok else ""),
                 exchange=index,
                 pointer="",
                 expected=list(statuses),
