@@ -46,7 +46,21 @@ def _response_format_text(body: Mapping[str, Any]) -> bool:
     return isinstance(response_format, dict) and response_format.get("type") == "text"
 
 
+def _tool_types(body: Mapping[str, Any]) -> set[Any]:
+    return {t.get("type") for t in _tools(body) if isinstance(t, dict)}
+
+
+def _reasoning_effort(body: Mapping[str, Any]) -> bool:
+    reasoning = body.get("reasoning")
+    return isinstance(reasoning, dict) and reasoning.get("effort") is not None
+
+
 _EXERCISED_BY: dict[str, Callable[[Mapping[str, Any]], bool]] = {
+    ids.RESPONSES_STREAMING: _streamed,
+    ids.RESPONSES_STATEFUL: lambda body: isinstance(body.get("previous_response_id"), str),
+    ids.RESPONSES_FUNCTION_TOOLS: lambda body: "function" in _tool_types(body),
+    ids.RESPONSES_REMOTE_MCP: lambda body: "mcp" in _tool_types(body),
+    ids.RESPONSES_REASONING_EFFORT: _reasoning_effort,
     ids.TOOL_CALLING: _with_tools,
     ids.TOOL_CHOICE: lambda body: _with_tools(body) and "tool_choice" in body,
     ids.FINISH_REASON_TOOL_CALLS: _with_tools,

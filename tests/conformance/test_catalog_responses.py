@@ -13,9 +13,10 @@ import httpx
 import pytest
 
 from conformance.catalog import ITEMS
+from conformance.catalog.coverage import exercises
 from conformance.check import Check, Item, Target
 from conformance.client import send
-from conformance.exchange import Exchange, Response, SSEEvent
+from conformance.exchange import Exchange, Request, Response, SSEEvent
 from conformance.findings import ERROR
 from conformance.verdicts import items as ids
 
@@ -371,3 +372,23 @@ def test_streamed_call_without_a_call_is_not_exercised(recorded: Recorded) -> No
     reason = check.exercised(_text_only_stream([], recorded))
     assert reason is not None
     assert "function_call" in reason
+
+
+@pytest.mark.parametrize(
+    ("item", "body", "expected"),
+    [
+        (ids.RESPONSES, {"input": "hi"}, True),
+        (ids.RESPONSES_STREAMING, {"input": "hi"}, False),
+        (ids.RESPONSES_STREAMING, {"input": "hi", "stream": True}, True),
+        (ids.RESPONSES_STATEFUL, {"input": "hi"}, False),
+        (ids.RESPONSES_STATEFUL, {"input": "hi", "previous_response_id": "resp_1"}, True),
+        (ids.RESPONSES_FUNCTION_TOOLS, {"input": "hi", "tools": [{"type": "mcp", "server_label": "x"}]}, False),
+        (ids.RESPONSES_FUNCTION_TOOLS, {"input": "hi", "tools": [{"type": "function", "name": "f"}]}, True),
+        (ids.RESPONSES_REMOTE_MCP, {"input": "hi", "tools": [{"type": "function", "name": "f"}]}, False),
+        (ids.RESPONSES_REMOTE_MCP, {"input": "hi", "tools": [{"type": "mcp", "server_label": "x"}]}, True),
+        (ids.RESPONSES_REASONING_EFFORT, {"input": "hi", "reasoning": {"summary": "auto"}}, False),
+        (ids.RESPONSES_REASONING_EFFORT, {"input": "hi", "reasoning": {"effort": "low"}}, True),
+    ],
+)
+def test_recorded_requests_exercise_responses_items(item: str, body: dict[str, Any], expected: bool) -> None:
+    assert exercises(item, Request("POST", "u", "/v1/responses", body=body)) is expected
