@@ -14,6 +14,7 @@ from conformance.cli import main
 from conformance.exchange import Exchange
 from proxy.cassette import read_cassette
 from proxy.diff import Change, diff_exchanges
+from proxy.live import judge
 from proxy.replay import ReplayApp
 from tests.proxy.conftest import serve_app
 
@@ -121,3 +122,20 @@ def test_replay_works_with_responses_stream() -> None:
             part["text"] for item in _final(third)["output"] for part in item.get("content", [])
         )
         client.close()
+
+
+def test_live_verdicts_judge_a_responses_stream() -> None:
+    first = _exchanges()[0]
+    assert judge(first, (), validate=True).findings == ()
+
+    def ids_differ(data: dict[str, Any]) -> None:
+        last = json.loads(data["response"]["events"][-1]["data"])
+        for item in last["response"]["output"]:
+            item["id"] = "fc_other"
+        data["response"]["events"][-1]["data"] = json.dumps(last)
+
+    entry = judge(_rewritten(first, ids_differ), (), validate=True)
+    assert entry.validator_error is None
+    assert {(f.item, f.check) for f in entry.findings} >= {
+        ("0.3.29/responses-streaming", "responses-stream-matches-final")
+    }
