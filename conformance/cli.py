@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--ctx", type=int, default=2048, help="context length in tokens")
     serve.add_argument("--api-key", help="require this token (Authorization: Bearer or x-api-key)")
     serve.add_argument("--threads", type=int, help="llama.cpp threads (default: all cores)")
+    serve.add_argument(
+        "--responses-store",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="/v1/responses answers kept for previous_response_id and GET, oldest evicted (default 1000)",
+    )
     _command(serve, "reference_server.cli:serve")
 
     record = sub.add_parser("record", help="record client traffic through a reverse proxy, checking it live")

@@ -12,6 +12,7 @@ from reference_server.app import create_app
 from reference_server.embedded import base_url, bind, server_config
 from reference_server.engine import Engine
 from reference_server.model import LlamaSettings, check_gguf, default_model_path
+from reference_server.responses_api import DEFAULT_MAX_STORED
 
 __all__ = ["serve"]
 
@@ -21,6 +22,9 @@ MIN_CTX = 64
 def serve(args: argparse.Namespace) -> int:
     """Handler of `conformance serve`; returns the exit status."""
     path = check_gguf(args.model) if args.model else default_model_path()
+    stored = getattr(args, "responses_store", DEFAULT_MAX_STORED)
+    if stored < 0:
+        raise UsageError(f"--responses-store {stored} must be 0 (store nothing) or more")
     if args.ctx < MIN_CTX:
         raise UsageError(f"--ctx {args.ctx} is too small; use at least {MIN_CTX} tokens")
     try:
@@ -35,7 +39,7 @@ def serve(args: argparse.Namespace) -> int:
         raise UsageError(f"llama.cpp could not load {str(path)!r}: {exc}") from exc
     url = base_url(sock)
     print(f"Serving {engine.info.id} at {url} (OpenAI base URL {url}/v1); Ctrl+C stops.", flush=True)
-    server = uvicorn.Server(server_config(create_app(engine, api_key=args.api_key)))
+    server = uvicorn.Server(server_config(create_app(engine, api_key=args.api_key, max_stored_responses=stored)))
     server.run(sockets=[sock])
     print("Stopped.", file=sys.stderr)
     return 0

@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from conformance.cli import main
 from reference_server.app import create_app
 from reference_server.embedded import run_app
 from reference_server.engine import Embeddings, Engine, Finished, FinishReason, Generation, GenerationRequest, Piece
@@ -462,3 +463,10 @@ def test_think_text_becomes_a_reasoning_item(reference_engine: Engine) -> None:
         deltas = [d["delta"] for _, d in streamed if d["type"] == "response.reasoning_text.delta"]
         assert "".join(deltas) == "Two plus two is four."
         assert [d["output_index"] for _, d in streamed if d["type"] == "response.output_text.delta"] == [1]
+
+
+def test_negative_store_bound_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--responses-store", "-1", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--responses-store" in err
+    assert "Traceback" not in err
