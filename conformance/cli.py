@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="/v1/responses answers kept for previous_response_id and GET, oldest evicted (default 1000)",
     )
+    serve.add_argument(
+        "--allow-remote-mcp",
+        action="store_true",
+        help="let /v1/responses `mcp` tools connect to the MCP servers they name (off by default, as in LM Studio)",
+    )
     _command(serve, "reference_server.cli:serve")
 
     record = sub.add_parser("record", help="record client traffic through a reverse proxy, checking it live")

@@ -122,7 +122,11 @@ def _chunk_for(chunks: ChatChunks, part: Part) -> bytes:
 
 
 def create_app(
-    backend: Backend, *, api_key: str | None = None, max_stored_responses: int = DEFAULT_MAX_STORED
+    backend: Backend,
+    *,
+    api_key: str | None = None,
+    max_stored_responses: int = DEFAULT_MAX_STORED,
+    allow_remote_mcp: bool = False,
 ) -> FastAPI:
     """The server app around a backend (the real Engine, or a test double with the same surface)."""
     app = FastAPI(title="llm-conformance reference server", docs_url=None, redoc_url=None, openapi_url=None)
@@ -255,7 +259,7 @@ def create_app(
         }
 
     app.include_router(router)
-    responses = responses_router(backend, ResponseStore(max_stored_responses))
+    responses = responses_router(backend, ResponseStore(max_stored_responses), allow_remote_mcp=allow_remote_mcp)
     app.include_router(responses, dependencies=[Depends(authorize)])
     return app
 

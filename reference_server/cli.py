@@ -39,7 +39,16 @@ def serve(args: argparse.Namespace) -> int:
         raise UsageError(f"llama.cpp could not load {str(path)!r}: {exc}") from exc
     url = base_url(sock)
     print(f"Serving {engine.info.id} at {url} (OpenAI base URL {url}/v1); Ctrl+C stops.", flush=True)
-    server = uvicorn.Server(server_config(create_app(engine, api_key=args.api_key, max_stored_responses=stored)))
+    server = uvicorn.Server(
+        server_config(
+            create_app(
+                engine,
+                api_key=args.api_key,
+                max_stored_responses=stored,
+                allow_remote_mcp=getattr(args, "allow_remote_mcp", False),
+            )
+        )
+    )
     server.run(sockets=[sock])
     print("Stopped.", file=sys.stderr)
     return 0

@@ -7,7 +7,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from reference_server.chat import ChatPlan, OutputShaper, Part, plan_chat
 from reference_server.engine import Backend, Finished, FinishReason, Piece, Sampling
 from reference_server.errors import ApiError
+from reference_server.mcp_client import McpFailure, McpServer, McpTool, call_tool, list_tools
 from reference_server.openai_api import ChatCompletionRequest, parse_request, validation_error
 from reference_server.textstream import Channel
 from reference_server.toolstream import ToolCallDelta
@@ -31,7 +32,10 @@ DEFAULT_MAX_STORED = 1000
 
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 _TEXT_PARTS = ("input_text", "output_text", "refusal")
-_ITEM_TYPES = "message, function_call, function_call_output, reasoning"
+_ITEM_TYPES = (
+    "message, function_call, function_call_output, reasoning, mcp_list_tools, mcp_call, mcp_approval_request, "
+    "mcp_approval_response"
+)
 
 
 class _Lenient(BaseModel):
@@ -108,6 +112,8 @@ class StoredResponse:
 
     body: dict[str, Any]
     history: tuple[dict[str, Any], ...]
+    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Its mcp_approval_request items by id, for the mcp_approval_response that answers one."""
 
 
 class ResponseStore:
@@ -226,8 +232,15 @@ def input_messages(items: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "content": _output_text(item.get("output"), where),
                 }
             )
-        elif kind == "reasoning":
-            continue
+        elif kind in ("reasoning", "mcp_list_tools", "mcp_approval_request", "mcp_approval_response"):
+            continue  # nothing the prompt needs; approval responses are acted on by the route
+        elif kind == "mcp_call":
+            call_id = _string_field(item, "id", where)
+            name, arguments = _string_field(item, "name", where), item.get("arguments") or "{}"
+            call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+            result = item.get("output") or item.get("error") or ""
+            messages.append({"role": "tool", "tool_call_id": call_id, "content": str(result)})
         else:
             raise ApiError.bad_request(
                 f"{where} has type {kind!r}; this server accepts input items of type {_ITEM_TYPES}", param="input"
@@ -239,9 +252,12 @@ def _function_tools(tools: list[dict[str, Any]]) -> list[FunctionTool]:
     out = []
     for index, tool in enumerate(tools):
         kind = tool.get("type") if isinstance(tool, dict) else None
+        if kind == "mcp":
+            continue  # see mcp_servers
         if kind != "function":
             raise ApiError.bad_request(
-                f"tools[{index}] has type {kind!r}: this server runs only function tools",
+                f"tools[{index}] has type {kind!r}: this server runs only function tools (and mcp tools when "
+                "started with --allow-remote-mcp)",
                 param=f"tools[{index}].type",
             )
         try:
@@ -250,6 +266,70 @@ def _function_tools(tools: list[dict[str, Any]]) -> list[FunctionTool]:
             error = validation_error(exc.errors())
             raise ApiError.bad_request(f"tools[{index}]: {error.message}", param=f"tools[{index}]") from exc
     return out
+
+
+class McpToolConfig(_Lenient):
+    """A remote MCP tool of the request (OpenAI's `Mcp` tool)."""
+
+    type: Literal["mcp"]
+    server_label: str = Field(min_length=1)
+    server_url: str | None = None
+    allowed_tools: list[str] | dict[str, Any] | None = None
+    require_approval: Literal["always", "never"] | dict[str, Any] | None = None
+    headers: dict[str, str] | None = None
+    authorization: str | None = None
+
+    def server(self) -> McpServer:
+        headers = dict(self.headers or {})
+        if self.authorization:
+            headers["Authorization"] = f"Bearer {self.authorization}"
+        allowed = self.allowed_tools
+        names = allowed.get("tool_names") if isinstance(allowed, dict) else allowed
+        return McpServer(
+            label=self.server_label,
+            url=self.server_url or "",
+            headers=headers,
+            allowed=None if names is None else frozenset(names),
+        )
+
+    def needs_approval(self, tool: str) -> bool:
+        """OpenAI's default: every call waits for approval unless `never` covers it."""
+        policy = self.require_approval
+        if policy is None or policy == "always":
+            return True
+        if policy == "never":
+            return False
+        never = policy.get("never") if isinstance(policy, dict) else None
+        names = never.get("tool_names") if isinstance(never, dict) else None
+        return not (isinstance(names, list) and tool in names)
+
+
+def mcp_configs(request: ResponsesRequest, *, allowed: bool) -> list[McpToolConfig]:
+    """The request's mcp tools; a clear 400 when remote MCP is off or a tool lacks its server_url."""
+    configs = []
+    for index, tool in enumerate(request.tools or []):
+        if not isinstance(tool, dict) or tool.get("type") != "mcp":
+            continue
+        if not allowed:
+            raise ApiError.bad_request(
+                f"tools[{index}] is a remote MCP tool, and remote MCP is switched off on this server; start it "
+                "with `conformance serve --allow-remote-mcp` to let it connect to MCP servers",
+                param=f"tools[{index}].type",
+                code="mcp_disabled",
+            )
+        try:
+            config = McpToolConfig.model_validate(tool)
+        except ValidationError as exc:
+            error = validation_error(exc.errors())
+            raise ApiError.bad_request(f"tools[{index}]: {error.message}", param=f"tools[{index}]") from exc
+        if not config.server_url:
+            raise ApiError.bad_request(
+                f"tools[{index}] (MCP server {config.server_label!r}) needs a server_url: this server has no "
+                "locally configured MCP servers",
+                param=f"tools[{index}].server_url",
+            )
+        configs.append(config)
+    return configs
 
 
 def _text_format(request: ResponsesRequest) -> dict[str, Any] | None:
@@ -265,28 +345,41 @@ _PARAMS = {"messages": "input", "response_format": "text.format", "max_completio
 
 
 def plan_response(
-    request: ResponsesRequest, history: tuple[dict[str, Any], ...], backend: Backend
+    request: ResponsesRequest,
+    history: tuple[dict[str, Any], ...],
+    backend: Backend,
+    *,
+    mcp_tools: Sequence[McpTool] = (),
+    results: Sequence[dict[str, Any]] = (),
 ) -> tuple[ChatPlan, list[dict[str, Any]]]:
-    """The chat plan for a Responses request, and this turn's input as chat messages (for the store)."""
+    """The chat plan for a Responses request, and this turn's input as chat messages (for the store).
+
+    `mcp_tools` are offered to the model beside the function tools; `results` (MCP calls and their results)
+    end the turn, and then the model answers in text, without tools.
+    """
     if request.input is None:
         raise ApiError.bad_request("input is required: a string or a list of input items", param="input")
-    turn = input_messages(request.input)
+    inputs = input_messages(request.input)
     instructions = [{"role": "system", "content": request.instructions}] if request.instructions else []
-    messages = [*instructions, *history, *turn]
+    messages = [*instructions, *history, *inputs, *results]
     if not messages:
         raise ApiError.bad_request("input is empty: send at least one message", param="input")
-    tools = _function_tools(request.tools or [])
+    tools = [
+        {"type": "function", "function": tool.model_dump(include={"name", "description", "parameters"})}
+        for tool in _function_tools(request.tools or [])
+    ] + [
+        {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.input_schema}}
+        for t in mcp_tools
+    ]
     choice = request.tool_choice
     chat: dict[str, Any] = {
         "model": request.model,
         "messages": messages,
-        "tools": [
-            {"type": "function", "function": tool.model_dump(include={"name", "description", "parameters"})}
-            for tool in tools
-        ]
-        or None,
+        "tools": None if results else tools or None,
         "tool_choice": {"type": "function", "function": {"name": choice.name}}
         if isinstance(choice, NamedToolChoice)
+        else None
+        if results
         else choice,
         "parallel_tool_calls": request.parallel_tool_calls,
         "response_format": _text_format(request),
@@ -297,7 +390,7 @@ def plan_response(
     }
     try:
         chat_request = ChatCompletionRequest.model_validate(chat)
-        return plan_chat(chat_request, backend), turn
+        return plan_chat(chat_request, backend), inputs
     except ValidationError as exc:
         error = validation_error(exc.errors())
         raise ApiError.bad_request(error.message, param=_PARAMS.get(str(error.param).split(".")[0])) from exc
@@ -336,10 +429,22 @@ class OutputItems:
         self.items: list[dict[str, Any]] = []
         self._open: _Open | None = None
         self.reasoning_text: list[str] = []
+        self.held: frozenset[str] = frozenset()
+        """Tools the server calls itself (MCP): their calls are held in `pending`, not streamed as function_call."""
+        self.pending: list[dict[str, Any]] = []
+        self._holding = False
 
     def add(self, part: Part) -> list[dict[str, Any]]:
         if isinstance(part, ToolCallDelta):
+            if part.id is not None and part.name in self.held:
+                self._holding = True
+                self.pending.append({"call_id": part.id, "name": part.name, "arguments": part.arguments})
+                return self._close("completed")
+            if part.id is None and self._holding:
+                self.pending[-1]["arguments"] += part.arguments
+                return []
             if part.id is not None:
+                self._holding = False
                 events = self._close("completed")
                 item = {
                     "id": _new_id("fc"),
@@ -381,6 +486,34 @@ class OutputItems:
         """Close the last item (`incomplete` when max_output_tokens cut it); an answer is never without items."""
         events = [] if self.items else self._start_text("message")
         return events + self._close("incomplete" if cut else "completed")
+
+    def close(self) -> list[dict[str, Any]]:
+        """Close the item being generated (before the server's own items, such as MCP calls, follow)."""
+        self._holding = False
+        return self._close("completed")
+
+    def add_item(self, item: dict[str, Any], *, started: str | None = None) -> list[dict[str, Any]]:
+        """A whole item the server made (MCP tool lists, calls, approval requests): added, then done.
+        `started` names its in-progress event (`response.mcp_call`): `.in_progress`, then `.completed` or
+        `.failed` by the item's status."""
+        index = len(self.items)
+        self.items.append(item)
+        events = [_event("response.output_item.added", output_index=index, item=_copy({**item, **_pending(item)}))]
+        if started is not None:
+            events.append(_event(f"{started}.in_progress", item_id=item["id"], output_index=index))
+            if item["type"] == "mcp_call":
+                events.append(
+                    _event(
+                        "response.mcp_call_arguments.done",
+                        item_id=item["id"],
+                        output_index=index,
+                        arguments=item["arguments"],
+                    )
+                )
+            outcome = "failed" if item.get("error") else "completed"
+            events.append(_event(f"{started}.{outcome}", item_id=item["id"], output_index=index))
+        events.append(_event("response.output_item.done", output_index=index, item=_copy(item)))
+        return events
 
     def _start(self, item: dict[str, Any], kind: str) -> list[dict[str, Any]]:
         self._open = _Open(item=item, index=len(self.items), kind=kind)
@@ -469,6 +602,15 @@ def _part(kind: str, text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
+def _pending(item: dict[str, Any]) -> dict[str, Any]:
+    """How an item the server makes looks when it is added, before its work is done."""
+    if item["type"] == "mcp_call":
+        return {"status": "in_progress", "output": None, "error": None}
+    if item["type"] == "mcp_list_tools":
+        return {"tools": []}
+    return {}
+
+
 def _copy(value: dict[str, Any]) -> dict[str, Any]:
     copied: dict[str, Any] = json.loads(json.dumps(value))
     return copied
@@ -476,18 +618,8 @@ def _copy(value: dict[str, Any]) -> dict[str, Any]:
 
 def output_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The output items as chat messages, for the conversation a later previous_response_id continues."""
-    text = "".join(
-        part["text"] for item in items if item["type"] == "message" for part in item["content"] if "text" in part
-    )
-    calls = [
-        {"id": item["call_id"], "type": "function", "function": {"name": item["name"], "arguments": item["arguments"]}}
-        for item in items
-        if item["type"] == "function_call"
-    ]
-    message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
-    if calls:
-        message["tool_calls"] = calls
-    return [message]
+    replay = [item for item in items if item["type"] in ("message", "function_call", "mcp_call")]
+    return input_messages(replay) if replay else [{"role": "assistant", "content": ""}]
 
 
 # ---- the response object -----------------------------------------------------------------------
@@ -506,6 +638,8 @@ class ResponseRun:
     id: str = field(default_factory=lambda: _new_id("resp"))
     created_at: int = field(default_factory=lambda: int(time.time()))
     output: OutputItems = field(default_factory=OutputItems)
+    finished: Finished | None = None
+    approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def store(self) -> bool:
@@ -566,11 +700,20 @@ class ResponseRun:
         }
 
     def stored(self, body: dict[str, Any]) -> StoredResponse:
-        return StoredResponse(body=body, history=(*self.history, *self.turn, *output_messages(self.output.items)))
+        return StoredResponse(
+            body=body,
+            history=(*self.history, *self.turn, *output_messages(self.output.items)),
+            approvals=dict(self.approvals),
+        )
 
 
 def _echo_tools(request: ResponsesRequest) -> list[dict[str, Any]]:
-    return [
+    mcp = [  # without its credentials: a response is stored, fetched and logged
+        {key: value for key, value in tool.items() if key not in ("headers", "authorization")}
+        for tool in request.tools or []
+        if isinstance(tool, dict) and tool.get("type") == "mcp"
+    ]
+    return mcp + [
         {
             "type": "function",
             "name": tool.name,
@@ -585,8 +728,13 @@ def _echo_tools(request: ResponsesRequest) -> list[dict[str, Any]]:
 # ---- routes ------------------------------------------------------------------------------------
 
 
-def responses_router(backend: Backend, store: ResponseStore) -> APIRouter:
-    """POST /v1/responses, GET and DELETE /v1/responses/{id}, on the backend's chat pipeline."""
+def responses_router(backend: Backend, store: ResponseStore, *, allow_remote_mcp: bool = False) -> APIRouter:
+    """POST /v1/responses, GET and DELETE /v1/responses/{id}, on the backend's chat pipeline.
+
+    With `allow_remote_mcp`, `mcp` tools connect to their servers: the tool list becomes an mcp_list_tools
+    item, the model may call those tools (grammar-constrained like function tools), the server calls them
+    (or asks for approval first) and the model answers with the results.
+    """
     # The shared stream plumbing lives in app.py, which includes this router: imported when the app is built.
     from reference_server.app import INTERNAL_ERROR, EventStream, _events, _first_event
 
@@ -599,7 +747,7 @@ def responses_router(backend: Backend, store: ResponseStore) -> APIRouter:
     @router.post("/v1/responses")
     async def create(request: Request) -> Response:
         body = parse_request(ResponsesRequest, await request.body())
-        history: tuple[dict[str, Any], ...] = ()
+        previous: StoredResponse | None = None
         if body.previous_response_id is not None:
             previous = store.get(body.previous_response_id)
             if previous is None:
@@ -608,8 +756,11 @@ def responses_router(backend: Backend, store: ResponseStore) -> APIRouter:
                     param="previous_response_id",
                     code="previous_response_not_found",
                 )
-            history = previous.history
-        plan, turn = plan_response(body, history, backend)
+        history = previous.history if previous else ()
+        mcp = await _connect(body)
+        resumed = await _approved_calls(body, previous, mcp)
+        results = [message for call in resumed for message in _call_messages(call)]
+        plan, turn = plan_response(body, history, backend, mcp_tools=mcp.tools, results=results)
         run = ResponseRun(
             request=body,
             model=plan.model,
@@ -618,24 +769,166 @@ def responses_router(backend: Backend, store: ResponseStore) -> APIRouter:
             tools=_echo_tools(body),
             sampling=plan.generation.sampling,
         )
+        run.output.held = frozenset(tool.name for tool in mcp.tools)
+        prelude = [event for item in mcp.listings for event in run.output.add_item(item, started=_LIST_STARTED)]
+        prelude += [event for call in resumed for event in run.output.add_item(call, started=_CALL_STARTED)]
         generation = backend.generate(plan.generation)
         try:
             first = await _first_event(generation)
         except BaseException:
             generation.cancel()
             raise
-        shaper = OutputShaper(plan.tools)
-        events = _events(first, generation)
+        produced = _produce(run, plan, _events(first, generation), mcp, history)
         if body.stream:
-            return EventStream(_stream(events, shaper, run), generation.cancel)
+            return EventStream(_stream(prelude, produced, run), generation.cancel)
         try:
-            finished = await _fold(events, shaper, run.output)
+            async for _ in produced:
+                pass
         except Exception as exc:
             log.exception("generation failed")
             raise ApiError(500, INTERNAL_ERROR, type_="server_error", code="internal_error") from exc
         finally:
             generation.cancel()
-        return JSONResponse(_complete(run, finished))
+        assert run.finished is not None
+        return JSONResponse(_complete(run, run.finished))
+
+    async def _connect(body: ResponsesRequest) -> _Mcp:
+        configs = mcp_configs(body, allowed=allow_remote_mcp)
+        mcp = _Mcp()
+        for config in configs:
+            server = config.server()
+            try:
+                tools = await list_tools(server)
+            except McpFailure as exc:
+                raise ApiError(
+                    424, str(exc), type_="external_connector_error", param="tools", code="http_error"
+                ) from exc
+            for tool in tools:
+                if tool.name in mcp.servers:
+                    raise ApiError.bad_request(
+                        f"two MCP servers offer a tool named {tool.name!r}; restrict one with allowed_tools",
+                        param="tools",
+                    )
+                mcp.servers[tool.name] = (config, server)
+            mcp.tools.extend(tools)
+            mcp.listings.append(
+                {
+                    "id": _new_id("mcpl"),
+                    "type": "mcp_list_tools",
+                    "server_label": server.label,
+                    "tools": [
+                        {
+                            "name": t.name,
+                            "description": t.description,
+                            "input_schema": t.input_schema,
+                            "annotations": t.annotations,
+                        }
+                        for t in tools
+                    ],
+                    "error": None,
+                }
+            )
+        return mcp
+
+    async def _approved_calls(
+        body: ResponsesRequest, previous: StoredResponse | None, mcp: _Mcp
+    ) -> list[dict[str, Any]]:
+        """The MCP calls that mcp_approval_response input items approve, made now."""
+        calls = []
+        for index, item in enumerate(body.input if isinstance(body.input, list) else []):
+            if item.get("type") != "mcp_approval_response":
+                continue
+            request_id = item.get("approval_request_id")
+            asked = previous.approvals.get(str(request_id)) if previous else None
+            if asked is None:
+                raise ApiError.bad_request(
+                    f"input[{index}] answers approval request {request_id!r}, which the previous response "
+                    "(previous_response_id) did not make",
+                    param="input",
+                )
+            if item.get("approve") is not True:
+                continue
+            if asked["name"] not in mcp.servers:
+                raise ApiError.bad_request(
+                    f"input[{index}] approves a call of {asked['name']!r}, but no mcp tool of this request offers "
+                    "it; send the mcp tool again",
+                    param="tools",
+                )
+            calls.append(await _call(mcp, asked["name"], asked["arguments"], approval=str(request_id)))
+        return calls
+
+    async def _call(mcp: _Mcp, name: str, arguments: str, *, approval: str | None = None) -> dict[str, Any]:
+        _, server = mcp.servers[name]
+        try:
+            parsed = json.loads(arguments or "{}")
+            output, error = await call_tool(server, name, parsed if isinstance(parsed, dict) else {})
+        except (McpFailure, ValueError) as exc:
+            output, error = None, str(exc)
+        return {
+            "id": _new_id("mcp"),
+            "type": "mcp_call",
+            "server_label": server.label,
+            "name": name,
+            "arguments": arguments,
+            "output": output,
+            "error": error,
+            "status": "failed" if error else "completed",
+            "approval_request_id": approval,
+        }
+
+    async def _produce(
+        run: ResponseRun,
+        plan: ChatPlan,
+        events: AsyncIterator[Piece | Finished],
+        mcp: _Mcp,
+        history: tuple[dict[str, Any], ...],
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The item events of the whole answer; sets run.finished (all generations counted) at the end."""
+        finished = None
+        async for item_event in _generate(run, OutputShaper(plan.tools), events):
+            if isinstance(item_event, Finished):
+                finished = item_event
+            else:
+                yield item_event
+        assert finished is not None, "generation ended without a Finished event"
+        results: list[dict[str, Any]] = []
+        if run.output.pending and finished.reason is FinishReason.STOP:
+            for event in run.output.close():
+                yield event
+            for pending in run.output.pending:
+                config, server = mcp.servers[pending["name"]]
+                if config.needs_approval(pending["name"]):
+                    item = {
+                        "id": _new_id("mcpr"),
+                        "type": "mcp_approval_request",
+                        "server_label": server.label,
+                        "name": pending["name"],
+                        "arguments": pending["arguments"],
+                    }
+                    run.approvals[item["id"]] = item
+                    for event in run.output.add_item(item):
+                        yield event
+                    continue
+                call = await _call(mcp, pending["name"], pending["arguments"])
+                for event in run.output.add_item(call, started=_CALL_STARTED):
+                    yield event
+                results += _call_messages(call)
+            run.output.pending.clear()
+        if results and not run.approvals:
+            follow, _ = plan_response(run.request, history, backend, results=[*_outputs_so_far(run), *results])
+            generation = backend.generate(follow.generation)
+            try:
+                async for item_event in _generate(run, OutputShaper(follow.tools), generation):
+                    if isinstance(item_event, Finished):
+                        finished = _sum(finished, item_event)
+                    else:
+                        yield item_event
+            finally:
+                generation.cancel()
+        if finished.reason is not FinishReason.CANCELLED:
+            for event in run.output.finish(cut=finished.reason is FinishReason.LENGTH):
+                yield event
+        run.finished = finished
 
     def _complete(run: ResponseRun, finished: Finished) -> dict[str, Any]:
         cut = finished.reason is FinishReason.LENGTH
@@ -646,29 +939,20 @@ def responses_router(backend: Backend, store: ResponseStore) -> APIRouter:
         return result
 
     async def _stream(
-        events: AsyncIterator[Piece | Finished], shaper: OutputShaper, run: ResponseRun
+        prelude: list[dict[str, Any]], produced: AsyncIterator[dict[str, Any]], run: ResponseRun
     ) -> AsyncIterator[bytes]:
         frames = _Frames()
         yield frames.frame(_event("response.created", response=run.body("in_progress")))
         yield frames.frame(_event("response.in_progress", response=run.body("in_progress")))
         try:
-            finished: Finished | None = None
-            async for event in events:
-                if isinstance(event, Finished):
-                    finished = event
-                    break
-                for part in shaper.feed(event.text):
-                    for item_event in run.output.add(part):
-                        yield frames.frame(item_event)
-            assert finished is not None, "generation ended without a Finished event"
-            if finished.reason is FinishReason.CANCELLED:
+            for event in prelude:
+                yield frames.frame(event)
+            async for event in produced:
+                yield frames.frame(event)
+            assert run.finished is not None
+            if run.finished.reason is FinishReason.CANCELLED:
                 return
-            for part in shaper.finish():
-                for item_event in run.output.add(part):
-                    yield frames.frame(item_event)
-            for item_event in run.output.finish(cut=finished.reason is FinishReason.LENGTH):
-                yield frames.frame(item_event)
-            result = _complete(run, finished)
+            result = _complete(run, run.finished)
             yield frames.frame(_event(f"response.{result['status']}", response=result))
         except Exception:
             log.exception("generation failed mid-stream")
@@ -690,15 +974,54 @@ def responses_router(backend: Backend, store: ResponseStore) -> APIRouter:
     return router
 
 
-async def _fold(events: AsyncIterator[Piece | Finished], shaper: OutputShaper, output: OutputItems) -> Finished:
+_LIST_STARTED = "response.mcp_list_tools"
+_CALL_STARTED = "response.mcp_call"
+
+
+@dataclass
+class _Mcp:
+    """The remote MCP side of one request: tool listings (items), the tools, and which server has each."""
+
+    listings: list[dict[str, Any]] = field(default_factory=list)
+    tools: list[McpTool] = field(default_factory=list)
+    servers: dict[str, tuple[McpToolConfig, McpServer]] = field(default_factory=dict)
+
+
+def _call_messages(call: dict[str, Any]) -> list[dict[str, Any]]:
+    return input_messages([call])
+
+
+def _outputs_so_far(run: ResponseRun) -> list[dict[str, Any]]:
+    """What the model already said this turn (text, function calls), before the MCP calls it made."""
+    said = [item for item in run.output.items if item["type"] in ("message", "function_call")]
+    return input_messages(said) if said else []
+
+
+def _sum(first: Finished, second: Finished) -> Finished:
+    return Finished(
+        reason=second.reason,
+        prompt_tokens=first.prompt_tokens + second.prompt_tokens,
+        completion_tokens=first.completion_tokens + second.completion_tokens,
+        seconds=first.seconds + second.seconds,
+        cached_tokens=first.cached_tokens + second.cached_tokens,
+    )
+
+
+async def _generate(
+    run: ResponseRun, shaper: OutputShaper, events: AsyncIterator[Piece | Finished]
+) -> AsyncIterator[dict[str, Any] | Finished]:
+    """The item events of one generation, then its Finished."""
     async for event in events:
         if isinstance(event, Finished):
-            for part in shaper.finish():
-                output.add(part)
-            output.finish(cut=event.reason is FinishReason.LENGTH)
-            return event
+            if event.reason is not FinishReason.CANCELLED:
+                for part in shaper.finish():
+                    for item_event in run.output.add(part):
+                        yield item_event
+            yield event
+            return
         for part in shaper.feed(event.text):
-            output.add(part)
+            for item_event in run.output.add(part):
+                yield item_event
     raise RuntimeError("generation ended without a Finished event")
 
 
