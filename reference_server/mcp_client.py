@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,9 +38,14 @@ class McpTool:
     annotations: dict[str, Any] | None = field(default=None, hash=False)
 
 
-def _client(server: McpServer) -> Client:
-    http = create_mcp_http_client(headers=server.headers or None)
-    return Client(streamable_http_client(server.url, http_client=http))
+@asynccontextmanager
+async def _connected(server: McpServer) -> AsyncIterator[Client]:
+    """A client session with the server; its HTTP client is closed with it (the transport leaves that to us)."""
+    async with (
+        create_mcp_http_client(headers=server.headers or None) as http,
+        Client(streamable_http_client(server.url, http_client=http)) as client,
+    ):
+        yield client
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -55,7 +62,7 @@ def _failure(server: McpServer, exc: BaseException) -> McpFailure:
 async def list_tools(server: McpServer) -> list[McpTool]:
     """The server's tools the request allows."""
     try:
-        async with _client(server) as client:
+        async with _connected(server) as client:
             listed = await client.list_tools()
     except Exception as exc:
         raise _failure(server, exc) from exc
@@ -74,7 +81,7 @@ async def list_tools(server: McpServer) -> list[McpTool]:
 async def call_tool(server: McpServer, name: str, arguments: dict[str, Any]) -> tuple[str, str | None]:
     """(output text, error) of one call: the error is the tool's own failure (is_error) or None."""
     try:
-        async with _client(server) as client:
+        async with _connected(server) as client:
             result = await client.call_tool(name, arguments)
     except Exception as exc:
         raise _failure(server, exc) from exc

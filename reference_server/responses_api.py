@@ -8,7 +8,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
@@ -914,8 +914,13 @@ def responses_router(backend: Backend, store: ResponseStore, *, allow_remote_mcp
                     yield event
                 results += _call_messages(call)
             run.output.pending.clear()
-        if results and not run.approvals:
-            follow, _ = plan_response(run.request, history, backend, results=[*_outputs_so_far(run), *results])
+        limit = run.request.max_output_tokens
+        left = None if limit is None else limit - finished.completion_tokens
+        if results and not run.approvals and left is not None and left <= 0:
+            finished = replace(finished, reason=FinishReason.LENGTH)  # no tokens left to answer with the results
+        elif results and not run.approvals:
+            follow_request = run.request.model_copy(update={"max_output_tokens": left})
+            follow, _ = plan_response(follow_request, history, backend, results=[*_outputs_so_far(run), *results])
             generation = backend.generate(follow.generation)
             try:
                 async for item_event in _generate(run, OutputShaper(follow.tools), generation):

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import httpx
 import openai
 import pytest
+import uvicorn
+from mcp.server import MCPServer
 
 from conformance.cli import main
 from reference_server.app import create_app
-from reference_server.embedded import run_app
+from reference_server.embedded import base_url, bind, run_app
 from reference_server.engine import Embeddings, Engine, Finished, FinishReason, Generation, GenerationRequest, Piece
 from reference_server.model import ModelInfo
 from reference_server.prompt import ChatTemplate
@@ -470,3 +474,136 @@ def test_negative_store_bound_is_a_usage_error(capsys: pytest.CaptureFixture[str
     err = capsys.readouterr().err
     assert "--responses-store" in err
     assert "Traceback" not in err
+
+
+# ---- remote MCP -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mcp_url() -> Iterator[str]:
+    """A small MCP server (the mcp package, streamable HTTP) on loopback: one dice tool."""
+    server = MCPServer("dice")
+
+    @server.tool()
+    def roll_dice(sides: int = 6) -> str:
+        """Roll a die with the given number of sides."""
+        return f"The die shows {min(sides, 4)}."
+
+    app = server.streamable_http_app(json_response=True, stateless_http=True)
+    sock = bind("127.0.0.1", 0)
+    runner = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))  # lifespan starts MCP's tasks
+    thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not runner.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield base_url(sock) + "/mcp"
+    finally:
+        runner.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def mcp_app(reference_engine: Engine) -> Iterator[str]:
+    with run_app(create_app(reference_engine, allow_remote_mcp=True)) as url:
+        yield url
+
+
+def _dice(url: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "mcp", "server_label": "dice", "server_url": url, **extra}
+
+
+def test_remote_mcp_is_off_unless_allowed(http: httpx.Client, mcp_url: str) -> None:
+    response = http.post("/v1/responses", json={"input": "Roll a die.", "tools": [_dice(mcp_url)]})
+    error = _error(response, 400)
+    assert error["code"] == "mcp_disabled"
+    assert "--allow-remote-mcp" in error["message"]
+
+
+def test_mcp_call_without_approval(mcp_app: str, mcp_url: str, reference_model_id: str) -> None:
+    sdk = openai.OpenAI(base_url=f"{mcp_app}/v1", api_key="x", max_retries=0)
+    tool: Any = _dice(mcp_url, require_approval="never", headers={"X-Secret": "s3cret"})
+    response = sdk.responses.create(
+        model=reference_model_id,
+        input="Roll a 20-sided die.",
+        tools=[tool],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        max_output_tokens=64,
+        **GREEDY,
+    )
+    listing, call, *answer = response.output
+    assert listing.type == "mcp_list_tools"
+    assert [t.name for t in listing.tools] == ["roll_dice"]
+    assert call.type == "mcp_call"
+    assert call.name == "roll_dice"
+    assert call.output is not None
+    assert call.output.startswith("The die shows")
+    assert call.error is None
+    assert answer
+    assert answer[0].type == "message"
+    assert "s3cret" not in response.model_dump_json()
+    with sdk.responses.stream(
+        model=reference_model_id,
+        input="Roll a 20-sided die.",
+        tools=[tool],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        max_output_tokens=64,
+        **GREEDY,
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    types = [e.type for e in events]
+    assert "response.mcp_list_tools.completed" in types
+    assert "response.mcp_call.completed" in types
+    assert [e.item.id for e in events if e.type == "response.output_item.added"] == [i.id for i in final.output]
+
+
+def test_mcp_call_waits_for_approval(mcp_app: str, mcp_url: str, reference_model_id: str) -> None:
+    sdk = openai.OpenAI(base_url=f"{mcp_app}/v1", api_key="x", max_retries=0)
+    tool: Any = _dice(mcp_url)
+    asked = sdk.responses.create(
+        model=reference_model_id,
+        input="Roll a die.",
+        tools=[tool],
+        tool_choice="required",
+        parallel_tool_calls=False,
+        max_output_tokens=64,
+        **GREEDY,
+    )
+    request = next(item for item in asked.output if item.type == "mcp_approval_request")
+    assert not [item for item in asked.output if item.type == "mcp_call"]
+    approved = sdk.responses.create(
+        model=reference_model_id,
+        previous_response_id=asked.id,
+        input=[{"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}],
+        tools=[tool],
+        max_output_tokens=16,
+        **GREEDY,
+    )
+    call = next(item for item in approved.output if item.type == "mcp_call")
+    assert call.approval_request_id == request.id
+    assert call.output is not None
+    assert "The die shows" in call.output
+    assert approved.output[-1].type == "message"
+    with pytest.raises(openai.BadRequestError, match="did not make"):
+        sdk.responses.create(
+            model=reference_model_id,
+            input=[{"type": "mcp_approval_response", "approval_request_id": "mcpr_unknown", "approve": True}],
+            tools=[tool],
+        )
+
+
+def test_unreachable_mcp_server_is_a_clear_424(mcp_app: str) -> None:
+    with httpx.Client(base_url=mcp_app, timeout=60) as client:
+        response = client.post(
+            "/v1/responses", json={"input": "Roll a die.", "tools": [_dice("http://127.0.0.1:9/mcp")]}
+        )
+    error = _error(response, 424)
+    assert error["type"] == "external_connector_error"
+    assert "'dice'" in error["message"]
+    assert "127.0.0.1:9" in error["message"]
