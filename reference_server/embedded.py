@@ -104,8 +104,10 @@ def serve_in_thread(
     host: str = "127.0.0.1",
     port: int = 0,
     threads: int | None = None,
+    allow_remote_mcp: bool = False,
 ) -> Iterator[str]:
     """The reference server on a free port in this process: yields e.g. "http://127.0.0.1:54321"."""
     engine = engine_for(model_path, ctx=ctx, threads=threads)
-    with run_app(create_app(engine, api_key=api_key), host=host, port=port) as url:
+    app = create_app(engine, api_key=api_key, allow_remote_mcp=allow_remote_mcp)
+    with run_app(app, host=host, port=port) as url:
         yield url

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -312,6 +316,116 @@ def _stateless_round_trip(target: Target) -> Generator[RequestSpec, Exchange, No
     )
 
 
+# ---- remote MCP: a loopback MCP server of the suite's own ----------------------------------------
+
+DICE_OUTPUT = "The llm-conformance die shows"
+"""What the suite's MCP tool answers: an mcp_call whose output has it was really made."""
+
+
+def _dice_server() -> Any:
+    from mcp.server import MCPServer
+
+    server = MCPServer("llm-conformance-dice")
+
+    @server.tool()
+    def roll_dice(sides: int = 6) -> str:
+        """Roll a die with the given number of sides."""
+        return f"{DICE_OUTPUT} {min(max(sides, 1), 4)}."
+
+    return server.streamable_http_app(json_response=True, stateless_http=True)
+
+
+@contextmanager
+def loopback_mcp() -> Iterator[str]:
+    """The suite's MCP server (one `roll_dice` tool, streamable HTTP) on 127.0.0.1: yields its URL."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(_dice_server(), lifespan="on", log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="mcp-loopback", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def _dice_tool(url: str) -> dict[str, Any]:
+    return {"type": "mcp", "server_label": "dice", "server_url": url, "require_approval": "never"}
+
+
+def _remote_mcp(target: Target) -> Generator[RequestSpec, Exchange, None]:
+    # The one plan that starts something: the MCP server the target is asked to use, for the plan's duration.
+    with loopback_mcp() as url:
+        for stream in (False, True):
+            yield _post(
+                target,
+                input="Roll a 20-sided die with the dice tool.",
+                tools=[_dice_tool(url)],
+                tool_choice="required",
+                parallel_tool_calls=False,
+                max_output_tokens=64,
+                stream=stream,
+            )
+
+
+def mcp_called(*indexes: int) -> Expectation:
+    """The response lists the MCP server's tools and carries an mcp_call of roll_dice with the tool's output."""
+
+    def judge(contexts: Sequence[Context]) -> Iterator[Issue]:
+        for i in indexes:
+            v = view(contexts[i])
+            if v.final is None:
+                continue
+            listed = [
+                as_dict(tool).get("name")
+                for item in v.output
+                if item.get("type") == "mcp_list_tools"
+                for tool in item.get("tools") or []
+            ]
+            calls = [item for item in v.output if item.get("type") == "mcp_call"]
+            if "roll_dice" not in listed:
+                yield Issue(
+                    "no mcp_list_tools item lists the MCP server's roll_dice tool",
+                    exchange=i,
+                    chunk=_where(contexts[i]),
+                    pointer="/output",
+                    expected="an mcp_list_tools item with roll_dice",
+                    seen=[item.get("type") for item in v.output],
+                )
+            if not any(DICE_OUTPUT in str(call.get("output")) for call in calls):
+                yield Issue(
+                    "no mcp_call item carries the output of the MCP server's roll_dice: the tool was not called",
+                    exchange=i,
+                    chunk=_where(contexts[i]),
+                    pointer="/output",
+                    expected=f"an mcp_call whose output has {DICE_OUTPUT!r}",
+                    seen=calls if calls else [item.get("type") for item in v.output],
+                )
+
+    return judge
+
+
+def _mcp_exercised(exchanges: Sequence[Exchange]) -> str | None:
+    """Not exercised when the server refuses MCP tools or loopback MCP URLs (LM Studio >= 0.4.15)."""
+    if len(exchanges) < 2:
+        return "the requests were not sent"
+    for i, exchange in enumerate(exchanges):
+        ctx = Context(exchange)
+        if ctx.response is None:
+            return f"request #{i} got no response"
+        if not ctx.ok:
+            message = as_dict(as_dict(ctx.body).get("error")).get("message") or ctx.body
+            return f"the server refused the suite's loopback MCP server ({ctx.status}: {message})"
+    return None
+
+
 # ---- the items ---------------------------------------------------------------------------------
 
 _ITEMS_INPUT = [
@@ -561,6 +675,19 @@ _REMOTE_MCP = Item(
     kind=Kind.API,
     endpoints=(RESPONSES,),
     extension=EXTENSION,
+    checks=(
+        _check(
+            ids.RESPONSES_REMOTE_MCP,
+            "mcp-call",
+            "An mcp tool naming the suite's loopback MCP server: its tools are listed (mcp_list_tools), roll_dice "
+            "is called (mcp_call with the tool's output), plain and streamed; a server that refuses MCP or "
+            "loopback URLs is skipped",
+            _remote_mcp,
+            2,
+            _mcp_exercised,
+            mcp_called(0, 1),
+        ),
+    ),
 )
 
 RESPONSES_ITEMS: dict[str, Item] = {

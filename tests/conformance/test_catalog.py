@@ -49,7 +49,7 @@ API_IDS = {
     "base/models",
     "base/errors",
 }
-NOT_BUILT = {i for i in API_IDS if i.startswith("0.4.") or i in ("0.3.14/presets", "0.3.29/responses-remote-mcp")}
+NOT_BUILT = {i for i in API_IDS if i.startswith("0.4.") or i == "0.3.14/presets"}
 MODEL_SPECIFIC = {
     "0.3.18/mistral-v13-tool-calling": ("mistral",),
     "0.3.19/mistral-tool-parsing": ("mistral",),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -19,6 +19,9 @@ from conformance.client import send
 from conformance.exchange import Exchange, Request, Response, SSEEvent
 from conformance.findings import ERROR
 from conformance.verdicts import items as ids
+from reference_server.app import create_app
+from reference_server.embedded import run_app
+from reference_server.engine import Engine
 
 CHECKS: list[tuple[Item, Check]] = [
     (item, check) for item in ITEMS if item.extension == "responses" for check in item.checks
@@ -31,22 +34,26 @@ def _key(item: Item, check: Check) -> str:
 
 
 @pytest.fixture(scope="module")
-def recorded(reference_base_url: str, reference_model_id: str) -> Recorded:
-    """Every Responses check's exchanges with the reference server (one run of each plan)."""
-    target = Target(base_url=reference_base_url, model=reference_model_id)
+def recorded(reference_engine: Engine, reference_model_id: str) -> Iterator[Recorded]:
+    """Every Responses check's exchanges with the reference server, remote MCP allowed (one run of each plan)."""
+    app = create_app(reference_engine, allow_remote_mcp=True)
+    with run_app(app) as url, httpx.Client(timeout=300) as client:
+        yield _record(client, Target(base_url=url, model=reference_model_id))
+
+
+def _record(client: httpx.Client, target: Target) -> Recorded:
     out: Recorded = {}
-    with httpx.Client(timeout=300) as client:
-        for item, check in CHECKS:
-            plan = check.plan(target)
-            exchanges: list[Exchange] = []
-            try:
-                spec = next(plan)
-                while True:
-                    exchanges.append(send(client, target, spec))
-                    spec = plan.send(exchanges[-1])
-            except StopIteration:
-                pass
-            out[_key(item, check)] = exchanges
+    for item, check in CHECKS:
+        plan = check.plan(target)
+        exchanges: list[Exchange] = []
+        try:
+            spec = next(plan)
+            while True:
+                exchanges.append(send(client, target, spec))
+                spec = plan.send(exchanges[-1])
+        except StopIteration:
+            pass
+        out[_key(item, check)] = exchanges
     return out
 
 
@@ -207,6 +214,22 @@ def _small_second_turn(exchanges: list[Exchange]) -> list[Exchange]:
     return [exchanges[0], _edit_body(shrink)(exchanges[1])]
 
 
+def _drop_mcp_output(final: dict[str, Any]) -> None:
+    final["output"] = [item for item in final["output"] if item["type"] != "mcp_call"]
+
+
+def _edit_final(edit: Callable[[dict[str, Any]], None]) -> Callable[[Exchange], Exchange]:
+    """Edit the final response, whether the body or the stream's terminal event (ids of the stream kept)."""
+
+    def apply(exchange: Exchange) -> Exchange:
+        assert exchange.response is not None
+        if exchange.response.events is None:
+            return _edit_body(edit)(exchange)
+        return _edit_events(lambda payloads: edit(_final_of(payloads)))(exchange)
+
+    return apply
+
+
 def _effort_not_echoed(body: dict[str, Any]) -> None:
     body["reasoning"] = {"effort": None, "summary": None}
 
@@ -283,6 +306,7 @@ BROKEN: dict[tuple[str, str], tuple[Callable[[list[Exchange]], list[Exchange]], 
         _first(_error("Cannot determine type of 'item'")),
         ids.RESPONSES_FUNCTION_TOOLS,
     ),
+    ("mcp-call", "tool-not-called"): (_all(_edit_final(_drop_mcp_output)), ids.RESPONSES_REMOTE_MCP),
     ("effort-accepted", "not-echoed"): (_all(_edit_body(_effort_not_echoed)), ids.RESPONSES_REASONING_EFFORT),
     ("effort-accepted", "rejected"): (
         _first(_error("Unsupported value: 'reasoning.effort'")),
@@ -295,9 +319,10 @@ def _pair(check_id: str) -> tuple[Item, Check]:
     return next(pair for pair in CHECKS if pair[1].id == check_id)
 
 
-def test_every_responses_check_has_a_bug_and_remote_mcp_is_not_covered_yet() -> None:
+def test_every_responses_check_has_a_bug_and_an_exercised_rule() -> None:
     assert {check.id for _, check in CHECKS} == {check_id for check_id, _ in BROKEN}
     assert {item.id for item, _ in CHECKS} == {
+        ids.RESPONSES_REMOTE_MCP,
         ids.RESPONSES,
         ids.RESPONSES_STATEFUL,
         ids.RESPONSES_STREAMING,
@@ -348,6 +373,7 @@ def _answered_in_time(exchanges: list[Exchange]) -> list[Exchange]:
 
 
 NOT_EXERCISED: dict[str, Callable[[list[Exchange]], list[Exchange]]] = {
+    "mcp-call": _all(_error("Invalid MCP server URL: URL resolves to a non-public address")),
     "max-output-tokens-incomplete": _answered_in_time,
     "function-call-output-round-trip": _first(_edit_body(_calls_as_text)),
 }
