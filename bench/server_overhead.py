@@ -3,7 +3,9 @@
 Run: .venv/bin/python bench/server_overhead.py [--rounds N] [--max-tokens N]
 Both sides load the same GGUF with the same n_ctx / n_batch / n_threads and generate the same prompts
 greedily; (a) is Llama.create_completion(stream=True) in this process, (b) is POST /v1/completions with
-stream=true to the server of `conformance serve` in a subprocess (so the HTTP client does not share its GIL).
+stream=true to the server of `conformance serve` in a subprocess (so the HTTP client does not share its GIL),
+(c) is POST /v1/responses with stream=true to the same server (the prompt as `input`, so the chat template
+adds a few prompt tokens; tokens are counted as response.output_text.delta events).
 Run it on an otherwise idle machine: llama.cpp's threads spin at barriers, so other load distorts both sides.
 """
 
@@ -70,6 +72,21 @@ def server_run(client: httpx.Client, prompt: str, max_tokens: int) -> Run:
     return Run(tokens, first - started, last - first)
 
 
+def responses_run(client: httpx.Client, prompt: str, max_tokens: int) -> Run:
+    body = {"input": prompt, "max_output_tokens": max_tokens, "temperature": 0, "stream": True}
+    started = time.perf_counter()
+    first = last = 0.0
+    tokens = 0
+    with client.stream("POST", "/v1/responses", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith('data: {"type":"response.output_text.delta"'):
+                last = time.perf_counter()
+                first = first or last
+                tokens += 1
+    return Run(tokens, first - started, last - first)
+
+
 SERVE = (
     "import argparse, sys\n"
     "from reference_server.cli import serve\n"
@@ -119,10 +136,12 @@ def main() -> int:
     process, url = start_server(model, settings)
     raw: list[Run] = []
     served: list[Run] = []
+    responses: list[Run] = []
     try:
         with httpx.Client(base_url=url, timeout=300) as client:
             raw_run(llm, "Warm up.", 8)
             server_run(client, "Warm up.", 8)
+            responses_run(client, "Warm up.", 8)
             for round_ in range(args.rounds):
                 for index, prompt in enumerate(PROMPTS):
                     text = f"{prompt} (take {round_ + 1})" if round_ else prompt  # new prompt: no KV cache reuse
@@ -132,6 +151,7 @@ def main() -> int:
                         print(f"  note: prompt {index} gave {a.tokens} tokens raw, {b.tokens} served")
                     raw.append(a)
                     served.append(b)
+                    responses.append(responses_run(client, text, args.max_tokens))
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -139,6 +159,9 @@ def main() -> int:
     rate_b, ttft_b = summary("(b) reference server, HTTP stream", served)
     print(f"ratio (b)/(a) tokens/s: {rate_b / rate_a:.3f}   (target >= 0.95)")
     print(f"TTFT (b)-(a): {ttft_b - ttft_a:+.1f} ms   (target <= +20 ms)")
+    rate_c, ttft_c = summary("(c) reference server, /v1/responses", responses)
+    print(f"ratio (c)/(a) tokens/s: {rate_c / rate_a:.3f}   (target >= 0.95)")
+    print(f"TTFT (c)-(a): {ttft_c - ttft_a:+.1f} ms   (target <= +20 ms)")
     return 0
 
 
