@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -13,6 +14,7 @@ from typing import Any
 from conformance.catalog.expect import Expectation, make_check, succeeded
 from conformance.check import Check, Exercised, Item, Kind, Plan, RequestSpec, Target
 from conformance.exchange import Exchange
+from conformance.shape import shape
 from conformance.verdicts import items as ids
 from conformance.verdicts.context import Context, Issue, as_dict
 from conformance.verdicts.responses import view
@@ -261,7 +263,16 @@ def _check(
     placeholder: list[Callable[[Target], RequestSpec]] = [lambda target: RequestSpec("POST", RESPONSES)] * count
     check = make_check(item, check_id, title, placeholder, *expectations)
     chosen: Plan = plan
-    return replace(check, plan=chosen, exercised=exercised)
+    return replace(check, plan=chosen, exercised=exercised, shape=_shape)
+
+
+def _shape(exchanges: Sequence[Exchange]) -> list[dict[str, Any]]:
+    """The default fingerprint, with response ids in request paths (GET /v1/responses/{id}) made generic."""
+    shapes = shape(exchanges)
+    for entry in shapes:
+        if isinstance(entry.get("request"), str):
+            entry["request"] = re.sub(r"/responses/[^/\s]+", "/responses/{id}", entry["request"])
+    return shapes
 
 
 def _fixed(*bodies: dict[str, Any]) -> Callable[[Target], Generator[RequestSpec, Exchange, None]]:
@@ -435,6 +446,13 @@ _ITEMS_INPUT = [
     {"role": "user", "content": "Name a color."},
 ]
 
+_CODEX_REASONING_INPUT = [
+    {"role": "user", "content": [{"type": "input_text", "text": "What is 2 + 3?"}]},
+    {"type": "reasoning", "id": "rs_llmconformance", "summary": [], "encrypted_content": None},
+    {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "5"}]},
+    {"role": "user", "content": [{"type": "input_text", "text": "And 3 + 4?"}]},
+]
+
 _RESPONSES = Item(
     id=ids.RESPONSES,
     version="0.3.29",
@@ -458,6 +476,16 @@ _RESPONSES = Item(
             "create-items",
             "Input items (developer, input_text parts, a replayed assistant message) with instructions are answered",
             _fixed({"input": _ITEMS_INPUT, "instructions": "You are terse."}),
+            1,
+            _answered(0),
+            succeeded(),
+            has_message(0),
+        ),
+        _check(
+            ids.RESPONSES,
+            "replayed-reasoning-item",
+            "A replayed reasoning item as Codex sends it (summary only, no content) is accepted (llama.cpp PR #27751)",
+            _fixed({"input": _CODEX_REASONING_INPUT}),
             1,
             _answered(0),
             succeeded(),

@@ -253,6 +253,10 @@ def _all(change: Callable[[Exchange], Exchange]) -> Callable[[list[Exchange]], l
 # (check, bug name) -> (breakage, the item the finding must name)
 BROKEN: dict[tuple[str, str], tuple[Callable[[list[Exchange]], list[Exchange]], str]] = {
     ("create-text", "usage-without-details"): (_first(_edit_body(_drop_usage_details)), ids.RESPONSES),
+    ("replayed-reasoning-item", "llama-cpp-27751"): (
+        _first(_error("'summary' and 'content' are required in a reasoning item")),
+        ids.RESPONSES,
+    ),
     ("create-items", "items-rejected"): (_first(_error("Invalid type for 'input'.", "invalid_union")), ids.RESPONSES),
     ("max-output-tokens-incomplete", "completed-when-cut"): (_first(_edit_body(_complete_instead)), ids.RESPONSES),
     ("stream-text", "final-ids-differ"): (_second(_edit_events(_final_ids_differ)), ids.RESPONSES_STREAMING),
