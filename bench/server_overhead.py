@@ -6,6 +6,8 @@ greedily; (a) is Llama.create_completion(stream=True) in this process, (b) is PO
 stream=true to the server of `conformance serve` in a subprocess (so the HTTP client does not share its GIL).
 Anthropic Messages the same way: (c) is create_completion on the prompt as the model's chat template renders
 the user message, (d) POST /v1/messages with stream=true (text_delta frames counted).
+(e) is POST /v1/responses with stream=true to the same server (the prompt as `input`; tokens counted as
+response.output_text.delta events), compared with (c).
 Run it on an otherwise idle machine: llama.cpp's threads spin at barriers, so other load distorts both sides.
 """
 
@@ -94,6 +96,21 @@ def messages_run(client: httpx.Client, model: str, prompt: str, max_tokens: int)
     return Run(tokens, first - started, last - first)
 
 
+def responses_run(client: httpx.Client, model: str, prompt: str, max_tokens: int) -> Run:
+    body = {"model": model, "input": prompt, "max_output_tokens": max_tokens, "temperature": 0, "stream": True}
+    started = time.perf_counter()
+    first = last = 0.0
+    tokens = 0
+    with client.stream("POST", "/v1/responses", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith('data: {"type":"response.output_text.delta"'):
+                last = time.perf_counter()
+                first = first or last
+                tokens += 1
+    return Run(tokens, first - started, last - first)
+
+
 def chat_prompt(llm: llama_cpp.Llama, prompt: str) -> str:
     """The prompt text the server renders for one user message (the GGUF's own chat template)."""
     model = llm._model  # the high-level Llama does not expose token texts
@@ -156,12 +173,14 @@ def main() -> int:
     served: list[Run] = []
     raw_chat: list[Run] = []
     messages: list[Run] = []
+    responses: list[Run] = []
     try:
         with httpx.Client(base_url=url, timeout=300) as client:
             model_id = client.get("/v1/models").json()["data"][0]["id"]
             raw_run(llm, "Warm up.", 8)
             server_run(client, "Warm up.", 8)
             messages_run(client, model_id, "Warm up.", 8)
+            responses_run(client, model_id, "Warm up.", 8)
             for round_ in range(args.rounds):
                 for index, prompt in enumerate(PROMPTS):
                     text = f"{prompt} (take {round_ + 1})" if round_ else prompt  # new prompt: no KV cache reuse
@@ -177,6 +196,7 @@ def main() -> int:
                         print(f"  note: prompt {index} gave {c.tokens} tokens raw, {d.tokens} via /v1/messages")
                     raw_chat.append(c)
                     messages.append(d)
+                    responses.append(responses_run(client, model_id, text, args.max_tokens))
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -188,6 +208,9 @@ def main() -> int:
     rate_d, ttft_d = summary("(d) reference server, /v1/messages", messages)
     print(f"ratio (d)/(c) tokens/s: {rate_d / rate_c:.3f}   (target >= 0.95)")
     print(f"TTFT (d)-(c): {ttft_d - ttft_c:+.1f} ms   (target <= +20 ms)")
+    rate_e, ttft_e = summary("(e) reference server, /v1/responses", responses)
+    print(f"ratio (e)/(c) tokens/s: {rate_e / rate_c:.3f}   (target >= 0.95)")
+    print(f"TTFT (e)-(c): {ttft_e - ttft_c:+.1f} ms   (target <= +20 ms)")
     return 0
 
 

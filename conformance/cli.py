@@ -185,6 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help=f"most inputs in one embeddings request (default: {limits.max_embedding_inputs})",
     )
+    serve.add_argument(
+        "--responses-store",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="/v1/responses answers kept for previous_response_id and GET, oldest evicted (default: 1000)",
+    )
+    serve.add_argument(
+        "--allow-remote-mcp",
+        action="store_true",
+        help="let /v1/responses `mcp` tools connect to the MCP servers they name (default: off, as in LM Studio)",
+    )
     _command(serve, "reference_server.cli:serve")
 
     record = sub(

@@ -244,7 +244,8 @@ def _server(args: argparse.Namespace) -> Iterator[str]:
         yield args.base_url
         return
     embedded = importlib.import_module("reference_server.embedded")
-    with embedded.serve_in_thread(api_key=args.api_key) as base_url:
+    # remote MCP on: the 0.3.29/responses-remote-mcp check brings its own loopback MCP server
+    with embedded.serve_in_thread(api_key=args.api_key, allow_remote_mcp=True) as base_url:
         yield base_url
 
 

@@ -28,8 +28,10 @@ _VOLATILE_PATHS = (
 _GENERATED_PATHS = (
     r"\['(?:content|text|delta|reasoning_content|reasoning|refusal|arguments|partial_json|thinking|signature)'\]$",
     r"\['input'\]\[.+\]$",
+    r"\['sequence_number'\]$",
 )
-"""Generated text and tool-argument values: compared by type only (a string for a string)."""
+"""Generated text and tool-argument values, and Responses event numbers (they count the deltas): compared by type
+only (a string for a string, a number for a number)."""
 
 
 class Change(StrEnum):

@@ -42,6 +42,7 @@ from reference_server.openai_api import (
     usage,
     validation_error,
 )
+from reference_server.responses_api import DEFAULT_MAX_STORED, ResponseStore, responses_router
 from reference_server.serving import (
     INTERNAL_ERROR,
     EventStream,
@@ -58,7 +59,6 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 DONE = b"data: [DONE]\n\n"
 ANTHROPIC_PREFIX = "/v1/messages"
-
 
 
 def _error_event(message: str) -> bytes:
@@ -81,7 +81,14 @@ def _chunk_for(chunks: ChatChunks, part: Part) -> bytes:
     return chunks.content(text) if channel is Channel.CONTENT else chunks.delta({"reasoning_content": text})
 
 
-def create_app(backend: Backend, *, api_keys: ApiKeys | None = None, limits: Limits | None = None) -> FastAPI:
+def create_app(
+    backend: Backend,
+    *,
+    api_keys: ApiKeys | None = None,
+    limits: Limits | None = None,
+    max_stored_responses: int = DEFAULT_MAX_STORED,
+    allow_remote_mcp: bool = False,
+) -> FastAPI:
     """The server app around a backend (the real Engine, or a test double with the same surface).
 
     Routers of other wire formats get auth with `dependencies=[Depends(authorize)]` and the limits from
@@ -220,6 +227,8 @@ def create_app(backend: Backend, *, api_keys: ApiKeys | None = None, limits: Lim
 
     router.include_router(messages_router(backend))
     app.include_router(router)
+    responses = responses_router(backend, ResponseStore(max_stored_responses), allow_remote_mcp=allow_remote_mcp)
+    app.include_router(responses, dependencies=[Depends(authorize)])
     return app
 
 

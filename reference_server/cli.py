@@ -16,6 +16,7 @@ from reference_server.embedded import base_url, bind, server_config
 from reference_server.engine import Engine
 from reference_server.limits import Limits
 from reference_server.model import LlamaSettings, check_gguf, default_model_path
+from reference_server.responses_api import DEFAULT_MAX_STORED
 
 __all__ = ["serve"]
 
@@ -34,6 +35,9 @@ def _bind_hint(exc: OSError) -> str:
 def serve(args: argparse.Namespace) -> int:
     """Handler of `conformance serve`; returns the exit status."""
     path = check_gguf(args.model) if args.model else default_model_path()
+    stored = getattr(args, "responses_store", DEFAULT_MAX_STORED)
+    if stored < 0:
+        raise UsageError(f"--responses-store {stored} must be 0 (store nothing) or more")
     if args.ctx < MIN_CTX:
         raise UsageError(f"--ctx {args.ctx} is too small; use at least {MIN_CTX} tokens")
     try:
@@ -54,7 +58,14 @@ def serve(args: argparse.Namespace) -> int:
     url = base_url(sock)
     auth = "; API key required" if api_keys.required else ""
     print(f"Serving {engine.info.id} at {url} (OpenAI base URL {url}/v1){auth}; Ctrl+C stops.", flush=True)
-    server = uvicorn.Server(server_config(create_app(engine, api_keys=api_keys, limits=limits)))
+    app = create_app(
+        engine,
+        api_keys=api_keys,
+        limits=limits,
+        max_stored_responses=stored,
+        allow_remote_mcp=getattr(args, "allow_remote_mcp", False),
+    )
+    server = uvicorn.Server(server_config(app))
     server.run(sockets=[sock])
     print("Stopped.", file=sys.stderr)
     return 0

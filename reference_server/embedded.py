@@ -110,11 +110,13 @@ def serve_in_thread(
     port: int = 0,
     threads: int | None = None,
     limits: Limits | None = None,
+    allow_remote_mcp: bool = False,
 ) -> Iterator[str]:
     """The reference server on a free port in this process: yields e.g. "http://127.0.0.1:54321"."""
     engine = engine_for(model_path, ctx=ctx, threads=threads)
     keys = ApiKeys(() if api_key is None else (api_key,))
-    with run_app(create_app(engine, api_keys=keys, limits=limits), host=host, port=port) as url:
+    app = create_app(engine, api_keys=keys, limits=limits, allow_remote_mcp=allow_remote_mcp)
+    with run_app(app, host=host, port=port) as url:
         yield url
 
 

@@ -103,6 +103,8 @@ class Finished:
     draft: DraftStats | None = None
     stop_sequence: str | None = None
     """The stop string that ended generation (reason STOP), None when it ended otherwise."""
+    cached_tokens: int = 0
+    """Leading prompt tokens reused from the KV cache instead of evaluated again."""
 
     @property
     def tokens_per_second(self) -> float:
@@ -273,12 +275,13 @@ class Engine:
             end_tokens=self._eog,
         )
 
-    def _load_prompt(self, tokens: Sequence[int]) -> None:
+    def _load_prompt(self, tokens: Sequence[int]) -> int:
         """Evaluate the prompt in fixed, aligned blocks, reusing the cached blocks it shares with the last prompt.
 
         A token's logits depend on how the tokens before it were batched, so reusing an arbitrary cached
         prefix makes a seeded request answer differently depending on what ran before it. Evaluating every
-        prompt as the same aligned blocks keeps the answer a function of the request alone.
+        prompt as the same aligned blocks keeps the answer a function of the request alone. Returns how many
+        leading tokens were reused.
         """
         llm = self.llama
         cached = llm.input_ids[: min(self._prompt_cached, llm.n_tokens)]
@@ -291,6 +294,7 @@ class Engine:
         for block in range(start, len(tokens), PROMPT_BLOCK):
             llm.eval(tokens[block : block + PROMPT_BLOCK])
         self._prompt_cached = len(tokens)
+        return start
 
     def _decode_all(self, tokens: Sequence[int]) -> None:
         """Decode a batch with logits for every position (to verify drafted tokens)."""
@@ -307,7 +311,7 @@ class Engine:
         prompt = list(request.prompt_tokens)
         sampler = self._sampler(request)
         try:
-            self._load_prompt(prompt)
+            cached = self._load_prompt(prompt)
             room = self.n_ctx - len(prompt)
             limit = room if request.sampling.max_tokens is None else min(room, request.sampling.max_tokens)
             drafter = LlamaPromptLookupDecoding(num_pred_tokens=DRAFT_TOKENS) if request.speculative else None
@@ -323,6 +327,7 @@ class Engine:
                 seconds=time.perf_counter() - started,
                 draft=draft if request.speculative else None,
                 stop_sequence=stops.matched,
+                cached_tokens=cached,
             )
         )
 

@@ -117,6 +117,15 @@ def _answered(ctx: Context) -> bool:
     return ctx.ok
 
 
+def _tool_types(ctx: Context) -> set[Any]:
+    return {t.get("type") for t in _tools(ctx) if isinstance(t, dict)}
+
+
+def _reasoning_effort(ctx: Context) -> bool:
+    reasoning = ctx.request.get("reasoning")
+    return ctx.ok and isinstance(reasoning, dict) and reasoning.get("effort") is not None
+
+
 _EXERCISED_BY: dict[str, Predicate] = {
     ids.BASE_CHAT: lambda ctx: _answered(ctx) and not ctx.asked_stream,
     ids.BASE_STREAMING: _streamed,

@@ -38,17 +38,6 @@ UNCOVERED_ITEMS: dict[str, Item] = {
         _cli("0.3.27/lms-load-estimate-only", "0.3.27", "`lms load --estimate-only` prints memory estimates"),
         _cli("0.3.27/lms-chat-interrupt", "0.3.27", "`lms chat`: Ctrl+C interrupts an ongoing prediction"),
         _cli("0.3.27/lms-ps-json", "0.3.27", "`lms ps --json` reports generation status and queued requests"),
-        _api("0.3.29/responses", "0.3.29", "OpenAI-compatible POST /v1/responses", "/v1/responses"),
-        _api("0.3.29/responses-stateful", "0.3.29", "Stateful /v1/responses via previous_response_id", "/v1/responses"),
-        _api("0.3.29/responses-streaming", "0.3.29", "/v1/responses streaming via SSE", "/v1/responses"),
-        _api("0.3.29/responses-function-tools", "0.3.29", "Custom function tools in /v1/responses", "/v1/responses"),
-        _api("0.3.29/responses-remote-mcp", "0.3.29", "Remote MCP tools in /v1/responses (opt-in)", "/v1/responses"),
-        _api(
-            "0.3.29/responses-reasoning-effort",
-            "0.3.29",
-            "reasoning.effort in /v1/responses (openai/gpt-oss-20b)",
-            "/v1/responses",
-        ),
         _cli("0.3.29/lms-ls-variants", "0.3.29", "`lms ls --variants` lists the variants of multi-variant models"),
         _api("0.4.0/rest-v1-chat", "0.4.0", "Native REST API v1: chat with stateful chats", "/api/v1/chat"),
         _api(

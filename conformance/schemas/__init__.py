@@ -30,6 +30,8 @@ class Schema(StrEnum):
     MODEL_LIST = "model.list"
     LMSTUDIO_MODEL_LIST = "lmstudio.model.list"
     LMSTUDIO_STATS = "lmstudio.stats"
+    RESPONSE = "response"
+    RESPONSE_STREAM_EVENT = "response.stream-event"
     ERROR = "error"
     COMMON = "common"
     ANTHROPIC_MESSAGE = "anthropic.message"

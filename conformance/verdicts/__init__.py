@@ -13,6 +13,7 @@ from conformance.verdicts import (
     errors,
     framing,
     models,
+    responses,
     sdk,
     structured,
     tools,
@@ -53,6 +54,7 @@ RULES: tuple[Rule, ...] = (
     *sdk.RULES,
     *embeddings.RULES,
     *models.RULES,
+    *responses.RULES,
 )
 """Every rule, in the order findings are reported: transport and errors, framing, schemas, then meaning."""
 

@@ -19,6 +19,8 @@ _BODY_SCHEMA = {
     Endpoint.MODELS: Schema.MODEL_LIST,
     Endpoint.MODEL: Schema.MODEL,
     Endpoint.LMSTUDIO_MODELS: Schema.LMSTUDIO_MODEL_LIST,
+    Endpoint.RESPONSES: Schema.RESPONSE,
+    Endpoint.RESPONSE: Schema.RESPONSE,
 }
 _CHUNK_SCHEMA = {Endpoint.CHAT: Schema.CHAT_COMPLETION_CHUNK, Endpoint.COMPLETIONS: Schema.TEXT_COMPLETION_CHUNK}
 _SAME_IN_EVERY_CHUNK = ("id", "object", "model")

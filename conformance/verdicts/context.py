@@ -26,6 +26,8 @@ class Endpoint(StrEnum):
     MODELS = "models"
     MODEL = "models/{id}"
     LMSTUDIO_MODELS = "api/v0/models"
+    RESPONSES = "responses"
+    RESPONSE = "responses/{id}"
 
 
 def endpoint_of(method: str, path: str) -> Endpoint | None:
@@ -39,9 +41,13 @@ def endpoint_of(method: str, path: str) -> Endpoint | None:
             return Endpoint.COMPLETIONS
         if p.endswith("/embeddings"):
             return Endpoint.EMBEDDINGS
+        if p.endswith("/responses") or p == "responses":
+            return Endpoint.RESPONSES
         return None
     if method != "GET":
         return None
+    if "/responses/" in f"/{p}" and not p.endswith("/input_items"):
+        return Endpoint.RESPONSE
     if p.endswith("/api/v0/models"):
         return Endpoint.LMSTUDIO_MODELS
     if p.endswith("/models"):
@@ -163,6 +169,10 @@ class Context:
             return items.MODEL_CAPABILITIES
         if self.endpoint in (Endpoint.MODELS, Endpoint.MODEL):
             return items.BASE_MODELS
+        if self.endpoint is Endpoint.RESPONSES:
+            return items.RESPONSES_STREAMING if self.asked_stream else items.RESPONSES
+        if self.endpoint is Endpoint.RESPONSE:
+            return items.RESPONSES_STATEFUL
         return items.BASE_STREAMING if self.asked_stream else items.BASE_CHAT
 
     @cached_property

@@ -17,6 +17,12 @@ __all__ = [
     "PARALLEL_TOOL_CALLS_STREAM",
     "REASONING_CONTENT",
     "REASONING_FIELD",
+    "RESPONSES",
+    "RESPONSES_FUNCTION_TOOLS",
+    "RESPONSES_REASONING_EFFORT",
+    "RESPONSES_REMOTE_MCP",
+    "RESPONSES_STATEFUL",
+    "RESPONSES_STREAMING",
     "RESPONSE_FORMAT_TEXT",
     "SPECULATIVE_DECODING",
     "STREAMED_TOOL_ARGUMENTS",
@@ -63,3 +69,9 @@ TOOL_NAME_NORMALIZATION = "0.3.23/tool-name-normalization"
 TOOLS_REQUEST_ROBUSTNESS = "0.3.23/tools-request-robustness"
 EMBEDDINGS = "0.3.25/embeddings"
 ANTHROPIC_MESSAGES = "0.4.1/anthropic-messages"
+RESPONSES = "0.3.29/responses"
+RESPONSES_STATEFUL = "0.3.29/responses-stateful"
+RESPONSES_STREAMING = "0.3.29/responses-streaming"
+RESPONSES_FUNCTION_TOOLS = "0.3.29/responses-function-tools"
+RESPONSES_REMOTE_MCP = "0.3.29/responses-remote-mcp"
+RESPONSES_REASONING_EFFORT = "0.3.29/responses-reasoning-effort"

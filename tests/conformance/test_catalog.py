@@ -49,9 +49,7 @@ API_IDS = {
     "base/models",
     "base/errors",
 }
-NOT_BUILT = {i for i in API_IDS if i.startswith(("0.3.29/", "0.4.")) or i == "0.3.14/presets"} - {
-    "0.4.1/anthropic-messages"
-}
+NOT_BUILT = {i for i in API_IDS if i.startswith("0.4.") or i == "0.3.14/presets"} - {"0.4.1/anthropic-messages"}
 MODEL_SPECIFIC = {
     "0.3.18/mistral-v13-tool-calling": ("mistral",),
     "0.3.19/mistral-tool-parsing": ("mistral",),

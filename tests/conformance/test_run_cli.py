@@ -252,10 +252,12 @@ def test_without_base_url_the_embedded_server_runs_and_reports_go_under_reports(
     fake_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     served: list[str | None] = []
+    mcp: list[bool] = []
 
     @contextlib.contextmanager
-    def serve_in_thread(api_key: str | None = None) -> Iterator[str]:
+    def serve_in_thread(api_key: str | None = None, allow_remote_mcp: bool = False) -> Iterator[str]:
         served.append(api_key)
+        mcp.append(allow_remote_mcp)
         yield fake_url
 
     embedded = types.ModuleType("reference_server.embedded")
@@ -264,6 +266,7 @@ def test_without_base_url_the_embedded_server_runs_and_reports_go_under_reports(
     monkeypatch.chdir(tmp_path)
     assert _run("--only", "base/models") == 0
     assert served == [None]
+    assert mcp == [True], "the -remote-mcp check needs remote MCP on the embedded server"
     (directory,) = (tmp_path / "reports").iterdir()
     assert directory.name.startswith("embedded-")
     assert sorted(p.name for p in directory.iterdir()) == ["junit.xml", "report.html", "report.json", "report.md"]

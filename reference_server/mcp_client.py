@@ -1,0 +1,96 @@
+"""Remote MCP servers for /v1/responses `mcp` tools: list a server's tools and call one (streamable HTTP)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import mcp.types
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client  # the SDK's client factory, MCP's timeouts
+
+__all__ = ["McpFailure", "McpServer", "McpTool", "call_tool", "list_tools"]
+
+
+class McpFailure(Exception):
+    """The MCP server could not be reached or refused the request; the message says which server and why."""
+
+
+@dataclass(frozen=True)
+class McpServer:
+    """An `mcp` tool of a request: where the server is and which of its tools the model may use."""
+
+    label: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict, hash=False)
+    allowed: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class McpTool:
+    name: str
+    description: str | None
+    input_schema: dict[str, Any] = field(hash=False)
+    annotations: dict[str, Any] | None = field(default=None, hash=False)
+
+
+@asynccontextmanager
+async def _connected(server: McpServer) -> AsyncIterator[Client]:
+    """A client session with the server; its HTTP client is closed with it (the transport leaves that to us)."""
+    async with (
+        create_mcp_http_client(headers=server.headers or None) as http,
+        Client(streamable_http_client(server.url, http_client=http)) as client,
+    ):
+        yield client
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _failure(server: McpServer, exc: BaseException) -> McpFailure:
+    detail = "; ".join(f"{type(c).__name__}: {c}" for c in _leaves(exc))
+    return McpFailure(f"MCP server {server.label!r} at {server.url} failed: {detail}")
+
+
+async def list_tools(server: McpServer) -> list[McpTool]:
+    """The server's tools the request allows."""
+    try:
+        async with _connected(server) as client:
+            listed = await client.list_tools()
+    except Exception as exc:
+        raise _failure(server, exc) from exc
+    tools = [
+        McpTool(
+            name=tool.name,
+            description=tool.description,
+            input_schema=dict(tool.input_schema),
+            annotations=tool.annotations.model_dump(exclude_none=True) if tool.annotations else None,
+        )
+        for tool in listed.tools
+    ]
+    return [tool for tool in tools if server.allowed is None or tool.name in server.allowed]
+
+
+async def call_tool(server: McpServer, name: str, arguments: dict[str, Any]) -> tuple[str, str | None]:
+    """(output text, error) of one call: the error is the tool's own failure (is_error) or None."""
+    try:
+        async with _connected(server) as client:
+            result = await client.call_tool(name, arguments)
+    except Exception as exc:
+        raise _failure(server, exc) from exc
+    text = "\n".join(_text(part) for part in result.content)
+    return text, (text or "the tool failed") if result.is_error else None
+
+
+def _text(part: Any) -> str:
+    if isinstance(part, mcp.types.TextContent):
+        return part.text
+    dumped = part.model_dump(exclude_none=True) if hasattr(part, "model_dump") else part
+    return json.dumps(dumped, ensure_ascii=False, default=str)
