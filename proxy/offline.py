@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from conformance.catalog.coverage import exercises
+from conformance.catalog.coverage import exercises, recorded_status
 from conformance.check import Item, Kind, Status
 from conformance.exchange import Exchange
 from conformance.findings import Finding
@@ -86,19 +86,23 @@ def _item_result(
     if item.kind is Kind.CLI:
         return result(Status.SKIP, reason=item.skip_reason or "a CLI feature: no HTTP traffic")
     paths = {_endpoint(e) for e in item.endpoints}
-    seen = Counter(
-        e.endpoint
-        for e in exchanges
-        if e.endpoint in paths and exercises(item.id, e.request, model_families=item.model_families)
-    )
-    if findings:
-        return result(Status.FAIL, (_failed(RECORDED_CHECK, findings),))
-    if not seen:
+    verdict = recorded_status(item, exchanges, findings)
+    if verdict is None:
         reason = "the cassette has no request to " + (", ".join(sorted(paths)) or "its endpoints")
         reason += " that exercises this item"
         if item.model_families:
             reason += f" with a {' or '.join(item.model_families)} model"
         return result(Status.NOT_COVERED, reason=reason)
+    status, why = verdict
+    if status is Status.SKIP:
+        return result(Status.SKIP, (CheckResult(RECORDED_CHECK, Status.SKIP, why),), why)
+    if status is Status.FAIL:
+        return result(Status.FAIL, (_failed(RECORDED_CHECK, findings),))
+    seen = Counter(
+        e.endpoint
+        for e in exchanges
+        if e.endpoint in paths and exercises(item.id, e, model_families=item.model_families)
+    )
     errors = [c for e in seen for c in crashes.get(e, [])]
     checks: list[CheckResult] = []
     if errors:
@@ -111,7 +115,12 @@ def _item_result(
             )
         )
     summary = ", ".join(f"{n} x {e}" for e, n in seen.items())
-    checks.append(CheckResult(RECORDED_CHECK, Status.PASS, f"no finding in {summary}"))
+    if findings:  # warnings only: they never fail an item
+        count = f"{len(findings)} warning{'' if len(findings) == 1 else 's'}"
+        message = f"{count} in {summary}: " + _quoted(sorted({f.message for f in findings}))
+        checks.append(CheckResult(RECORDED_CHECK, Status.PASS, message, tuple(f.to_dict() for f in findings)))
+    else:
+        checks.append(CheckResult(RECORDED_CHECK, Status.PASS, f"no finding in {summary}"))
     return result(item_status(checks), tuple(checks))
 
 

@@ -620,7 +620,7 @@ CHECKS: tuple[Check, ...] = (
         'Errors carry {"type": "error", "error": {"type", "message"}} with the status: malformed JSON and a '
         "wrong type 400, an unknown model 404 (or 400), an unknown path under /v1/messages 404",
         [
-            _raw(MESSAGES, b'{"model": "x", "messages": ['),
+            _raw(MESSAGES, b'{"model": "x", "max_tokens": 8, "messages": ['),
             message(messages="hello"),  # type: ignore[arg-type]  # a wrong type on purpose
             message(model="no-such-model-llm-conformance"),
             message(path=f"{MESSAGES}/no-such-endpoint"),

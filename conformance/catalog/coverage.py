@@ -155,6 +155,12 @@ _EXERCISED_BY: dict[str, Predicate] = {
     ids.EMBEDDINGS: _answered,
     ids.MODEL_CAPABILITIES: _answered,
     ids.ANTHROPIC_MESSAGES: _answered,
+    ids.RESPONSES: _answered,
+    ids.RESPONSES_STREAMING: _streamed,
+    ids.RESPONSES_STATEFUL: lambda ctx: ctx.ok and isinstance(ctx.request.get("previous_response_id"), str),
+    ids.RESPONSES_FUNCTION_TOOLS: lambda ctx: ctx.ok and "function" in _tool_types(ctx),
+    ids.RESPONSES_REMOTE_MCP: lambda ctx: ctx.ok and "mcp" in _tool_types(ctx),
+    ids.RESPONSES_REASONING_EFFORT: _reasoning_effort,
 }
 
 

@@ -421,4 +421,11 @@ def test_streamed_call_without_a_call_is_not_exercised(recorded: Recorded) -> No
     ],
 )
 def test_recorded_requests_exercise_responses_items(item: str, body: dict[str, Any], expected: bool) -> None:
-    assert exercises(item, Request("POST", "u", "/v1/responses", body=body)) is expected
+    """An answered request exercises the items its fields are about; an unanswered one exercises none."""
+    request = Request("POST", "u", "/v1/responses", body=body)
+    if body.get("stream"):
+        response = Response(200, {"content-type": "text/event-stream"}, events=())
+    else:
+        response = Response(200, {"content-type": "application/json"}, body={"object": "response", "output": []})
+    assert exercises(item, Exchange(request, response)) is expected
+    assert exercises(item, request) is False

@@ -100,7 +100,7 @@ def fake_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
     import conformance.catalog
 
     items = (
-        Item("base/chat", "0", "chat", Kind.API, ("/v1/chat/completions",)),
+        Item("base/chat-completions", "0", "chat", Kind.API, ("/v1/chat/completions",)),
         Item("0.3.6/embeddings", "0.3.6", "embeddings", Kind.API, ("/v1/embeddings",)),
     )
     monkeypatch.setattr(conformance.catalog, "ITEMS", items)
@@ -112,13 +112,13 @@ def test_check_writes_reports_and_exits_by_findings(
     cassette = _write(tmp_path / "a.jsonl", _chat())
     assert main(["check", str(cassette), "--report-dir", str(tmp_path / "ok")]) == 0
     report = json.loads((tmp_path / "ok" / "report.json").read_text())
-    assert {i["id"]: i["status"] for i in report["items"]} == {"base/chat": "pass", "0.3.6/embeddings": "not_covered"}
+    assert {i["id"]: i["status"] for i in report["items"]} == {"base/chat-completions": "pass", "0.3.6/embeddings": "not_covered"}
     assert {p.name for p in (tmp_path / "ok").iterdir()} >= {"report.json", "junit.xml", "report.md", "report.html"}
 
-    fake_verdicts.result = lambda exchange: [Finding("base/chat", "rule", "broken", endpoint=exchange.endpoint)]
+    fake_verdicts.result = lambda exchange: [Finding("base/chat-completions", "rule", "broken", endpoint=exchange.endpoint)]
     assert main(["check", str(cassette), "--report-dir", str(tmp_path / "bad")]) == 1
     out = capsys.readouterr().out
-    assert "FAIL base/chat" in out
+    assert "FAIL base/chat-completions" in out
     report = json.loads((tmp_path / "bad" / "report.json").read_text())
     assert report["items"][0]["checks"][0]["evidence"][0]["message"] == "broken"
 
@@ -395,16 +395,16 @@ def test_check_messages_are_whole_words_and_counted_right(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_verdicts: FakeVerdicts, fake_catalog: None
 ) -> None:
     long_message = " ".join(["the chunk lacks its finish_reason field"] * 20)
-    fake_verdicts.result = lambda exchange: [Finding("base/chat", "rule", long_message, endpoint=exchange.endpoint)]
+    fake_verdicts.result = lambda exchange: [Finding("base/chat-completions", "rule", long_message, endpoint=exchange.endpoint)]
     cassette = _write(tmp_path / "a.jsonl", _chat())
     assert main(["check", str(cassette), "--report-dir", str(tmp_path / "r")]) == 1
     out = capsys.readouterr().out
     assert out.startswith(f"1 exchange from {cassette}: 0 passed, 1 failed, 0 errors")
     (failure,) = [line for line in out.splitlines() if line.startswith("  FAIL")]
-    assert failure.startswith("  FAIL base/chat: 1 finding (cassette line 1): the chunk lacks")
+    assert failure.startswith("  FAIL base/chat-completions: 1 finding (cassette line 1): the chunk lacks")
     assert failure.endswith(" ..."), "cut, and said so"
     assert failure.removesuffix(" ...").split()[-1] in long_message.split(), "at a word boundary"
-    assert len(failure) < 560
+    assert len(failure) < 580
 
 
 # --- replay: the recorded server, a line per request, a bounded stop ----------------------------------------------

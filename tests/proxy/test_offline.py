@@ -11,7 +11,7 @@ from proxy.cassette import Cassette, Entry
 from proxy.offline import judge
 
 ITEMS = (
-    Item("base/chat", "0", "chat", Kind.API, ("/v1/chat/completions",)),
+    Item("base/chat-completions", "0", "chat", Kind.API, ("/v1/chat/completions",)),
     Item("0.3.18/usage", "0.3.18", "usage", Kind.API, ("POST /v1/chat/completions",)),
     Item("0.3.6/embeddings", "0.3.6", "embeddings", Kind.API, ("/v1/embeddings",)),
     Item("0.3.10/cli-thing", "0.3.10", "cli", Kind.CLI, (), skip_reason="CLI only"),
@@ -39,7 +39,7 @@ def test_statuses() -> None:
     report = judge(_cassette(), ITEMS, validate)
     status = {i.id: i.status for i in report.items}
     assert status == {
-        "base/chat": Status.PASS,
+        "base/chat-completions": Status.PASS,
         "0.3.18/usage": Status.FAIL,
         "0.3.6/embeddings": Status.NOT_COVERED,
         "0.3.10/cli-thing": Status.SKIP,
@@ -65,17 +65,34 @@ def test_findings_outside_the_catalog_and_crashes() -> None:
 
     report = judge(_cassette(), ITEMS, validate)
     status = {i.id: i.status for i in report.items}
-    assert status["base/chat"] == Status.ERROR
+    assert status["base/chat-completions"] == Status.ERROR
     assert status["9.9.9/unknown"] == Status.FAIL
-    chat = next(i for i in report.items if i.id == "base/chat")
+    chat = next(i for i in report.items if i.id == "base/chat-completions")
     assert chat.checks[0].evidence[0]["error"] == "RuntimeError: boom"
 
 
-def _chat(line: int, body: dict[str, object]) -> Entry:
+def _chat(line: int, body: dict[str, object], answer: object = None) -> Entry:
     exchange = Exchange(
-        Request("POST", "http://up/v1/chat/completions", "/v1/chat/completions", {}, body), Response(200, body={})
+        Request("POST", "http://up/v1/chat/completions", "/v1/chat/completions", {}, body),
+        Response(200, body={} if answer is None else answer),
     )
     return Entry(exchange, line=line)
+
+
+_CALL = {
+    "object": "chat.completion",
+    "choices": [
+        {
+            "index": 0,
+            "finish_reason": "tool_calls",
+            "message": {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+            },
+        }
+    ],
+}
 
 
 def test_an_item_passes_only_when_a_request_exercised_it() -> None:
@@ -89,7 +106,11 @@ def test_an_item_passes_only_when_a_request_exercised_it() -> None:
         assert status[item_id][0] is Status.NOT_COVERED, item_id
         assert "exercises this item" in status[item_id][1]
 
-    tried = Cassette(Path("c.jsonl"), (_chat(1, {"model": "mistral-7b", "ttl": 60, "tools": [{"type": "function"}]}),))
+    request = {"model": "mistral-7b", "ttl": 60, "tools": [{"type": "function", "function": {"name": "f"}}]}
+    asked = Cassette(Path("c.jsonl"), (_chat(1, request),))
+    status = {i.id: i.status for i in judge(asked, CATALOG, lambda exchange: []).items}
+    assert status["0.3.6/tool-calling"] is Status.NOT_COVERED, "tools were offered but no call came back"
+    tried = Cassette(Path("c.jsonl"), (_chat(1, request, _CALL),))
     status = {i.id: (i.status, i.reason) for i in judge(tried, CATALOG, lambda exchange: []).items}
     for item_id in ("0.3.9/ttl", "0.3.6/tool-calling", "0.3.18/mistral-v13-tool-calling"):
         assert status[item_id][0] is Status.PASS, item_id
@@ -106,17 +127,17 @@ def test_a_stream_the_recorder_could_not_decode_is_not_judged() -> None:
 
     def validate(exchange: Exchange) -> list[Finding]:
         seen.append(exchange)
-        return [Finding("base/chat", "no-body", "the response has no body")]
+        return [Finding("base/chat-completions", "no-body", "the response has no body")]
 
     statuses = {i.id: i.status for i in judge(cassette, ITEMS, validate).items}
     assert seen == []
-    assert statuses["base/chat"] == Status.NOT_COVERED, "an exchange that was not recorded exercises nothing"
+    assert statuses["base/chat-completions"] == Status.NOT_COVERED, "an exchange that was not recorded exercises nothing"
 
 
 def test_an_exchange_whose_verdicts_did_not_run_at_exit_is_judged() -> None:
     chat = _cassette().entries[0].exchange
     cassette = Cassette(Path("c.jsonl"), (Entry(chat, line=1, verdicts_not_run="the recorder stopped"),))
-    report = judge(cassette, ITEMS, lambda exchange: [Finding("base/chat", "rule", "broken")])
-    assert {i.id: i.status for i in report.items}["base/chat"] == Status.FAIL
-    (check,) = next(i for i in report.items if i.id == "base/chat").checks
+    report = judge(cassette, ITEMS, lambda exchange: [Finding("base/chat-completions", "rule", "broken")])
+    assert {i.id: i.status for i in report.items}["base/chat-completions"] == Status.FAIL
+    (check,) = next(i for i in report.items if i.id == "base/chat-completions").checks
     assert check.message == "1 finding (cassette line 1): broken"
