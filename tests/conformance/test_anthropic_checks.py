@@ -436,5 +436,8 @@ def test_stop_reason_and_tool_input_meaning() -> None:
 
 def test_coverage_counts_messages_requests() -> None:
     request = Request("POST", "u", "/v1/messages?beta=true", body={"messages": []})
-    assert exercises(ITEM, request)
-    assert not exercises(ITEM, Request("POST", "u", "/v1/messages", body="not json"))
+    answer = {"type": "message", "role": "assistant", "content": []}
+    assert exercises(ITEM, Exchange(request, Response(200, {"content-type": "application/json"}, body=answer)))
+    assert not exercises(ITEM, request), "a request without its answer exercises nothing"
+    refused = Response(400, body={"type": "error", "error": {"type": "invalid_request_error", "message": "x"}})
+    assert not exercises(ITEM, Exchange(Request("POST", "u", "/v1/messages", body="not json"), refused))
