@@ -610,14 +610,8 @@ def _decompressor(content_encoding: str) -> Callable[[bytes], bytes] | None:
 
 
 def _zstd_decompressor() -> Callable[[bytes], bytes]:
-    try:
-        import zstandard
-    except ImportError:  # the standard library's (3.14), or its backport, which mitmproxy 12.3 uses
-        try:
-            from compression import zstd  # type: ignore[import-not-found,unused-ignore]  # Python 3.14+
-        except ImportError:
-            from backports import zstd  # type: ignore[import-not-found,no-redef,unused-ignore]  # older Pythons
-        return cast(Callable[[bytes], bytes], zstd.ZstdDecompressor().decompress)
+    import zstandard
+
     return cast(Callable[[bytes], bytes], zstandard.ZstdDecompressor().decompressobj().decompress)
 
 

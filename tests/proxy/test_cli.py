@@ -112,10 +112,15 @@ def test_check_writes_reports_and_exits_by_findings(
     cassette = _write(tmp_path / "a.jsonl", _chat())
     assert main(["check", str(cassette), "--report-dir", str(tmp_path / "ok")]) == 0
     report = json.loads((tmp_path / "ok" / "report.json").read_text())
-    assert {i["id"]: i["status"] for i in report["items"]} == {"base/chat-completions": "pass", "0.3.6/embeddings": "not_covered"}
+    assert {i["id"]: i["status"] for i in report["items"]} == {
+        "base/chat-completions": "pass",
+        "0.3.6/embeddings": "not_covered",
+    }
     assert {p.name for p in (tmp_path / "ok").iterdir()} >= {"report.json", "junit.xml", "report.md", "report.html"}
 
-    fake_verdicts.result = lambda exchange: [Finding("base/chat-completions", "rule", "broken", endpoint=exchange.endpoint)]
+    fake_verdicts.result = lambda exchange: [
+        Finding("base/chat-completions", "rule", "broken", endpoint=exchange.endpoint)
+    ]
     assert main(["check", str(cassette), "--report-dir", str(tmp_path / "bad")]) == 1
     out = capsys.readouterr().out
     assert "FAIL base/chat-completions" in out
@@ -395,7 +400,9 @@ def test_check_messages_are_whole_words_and_counted_right(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], fake_verdicts: FakeVerdicts, fake_catalog: None
 ) -> None:
     long_message = " ".join(["the chunk lacks its finish_reason field"] * 20)
-    fake_verdicts.result = lambda exchange: [Finding("base/chat-completions", "rule", long_message, endpoint=exchange.endpoint)]
+    fake_verdicts.result = lambda exchange: [
+        Finding("base/chat-completions", "rule", long_message, endpoint=exchange.endpoint)
+    ]
     cassette = _write(tmp_path / "a.jsonl", _chat())
     assert main(["check", str(cassette), "--report-dir", str(tmp_path / "r")]) == 1
     out = capsys.readouterr().out

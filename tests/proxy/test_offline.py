@@ -131,7 +131,9 @@ def test_a_stream_the_recorder_could_not_decode_is_not_judged() -> None:
 
     statuses = {i.id: i.status for i in judge(cassette, ITEMS, validate).items}
     assert seen == []
-    assert statuses["base/chat-completions"] == Status.NOT_COVERED, "an exchange that was not recorded exercises nothing"
+    assert statuses["base/chat-completions"] == Status.NOT_COVERED, (
+        "an exchange that was not recorded exercises nothing"
+    )
 
 
 def test_an_exchange_whose_verdicts_did_not_run_at_exit_is_judged() -> None:
