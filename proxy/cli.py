@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import socket
 import sys
@@ -61,10 +62,14 @@ def check(args: argparse.Namespace) -> int:
 
     from conformance.catalog import ITEMS
     from conformance.report import write_reports
+    from conformance.results import RunContext
+    from conformance.run import command_line, suite_version
     from conformance.verdicts import validate_exchange
     from proxy.offline import judge
 
     report = judge(cassette, ITEMS, validate_exchange)
+    context = RunContext("check", suite_version(), None, command_line(getattr(args, "argv", None), None))
+    report = dataclasses.replace(report, context=context)
     directory = Path(args.report_dir) if args.report_dir else _default_report_dir(path)
     try:
         directory.mkdir(parents=True, exist_ok=True)

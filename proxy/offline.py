@@ -12,7 +12,7 @@ from conformance.catalog.coverage import exercises, recorded_status
 from conformance.check import Item, Kind, Status
 from conformance.exchange import Exchange
 from conformance.findings import Finding
-from conformance.results import CheckResult, ItemResult, RunReport, TargetInfo, item_status
+from conformance.results import CheckResult, ItemResult, RunReport, TargetInfo, item_status, with_requests
 from proxy.cassette import Cassette, Entry
 
 __all__ = ["RECORDED_CHECK", "Validate", "judge"]
@@ -48,11 +48,11 @@ def judge(cassette: Cassette, items: Sequence[Item], validate: Validate) -> RunR
                 {"line": entry.line, "error": f"{type(exc).__name__}: {exc}", "endpoint": exchange.endpoint}
             )
     exchanges = [entry.exchange for entry in cassette.entries if not _body_not_recorded(entry)]
-    results = [_item_result(item, findings.pop(item.id, []), exchanges, crashes) for item in items]
+    by_line = {entry.line: entry.exchange for entry in cassette.entries}
+    results = [_item_result(item, findings.pop(item.id, []), exchanges, crashes, by_line) for item in items]
     for item_id, orphans in sorted(findings.items()):  # findings for items the catalog does not list
-        results.append(
-            ItemResult(item_id, "", "(not in the catalog)", Kind.API, Status.FAIL, (_failed(RECORDED_CHECK, orphans),))
-        )
+        failed = _failed(RECORDED_CHECK, orphans, by_line)
+        results.append(ItemResult(item_id, "", "(not in the catalog)", Kind.API, Status.FAIL, (failed,)))
     return RunReport(
         target=_target(cassette, models),
         started_at=start.isoformat(),
@@ -79,6 +79,7 @@ def _item_result(
     findings: list[Finding],
     exchanges: Sequence[Exchange],
     crashes: dict[str, list[dict[str, object]]],
+    by_line: dict[int, Exchange],
 ) -> ItemResult:
     def result(status: Status, checks: Sequence[CheckResult] = (), reason: str = "") -> ItemResult:
         return ItemResult(item.id, item.version, item.title, item.kind, status, checks, reason)
@@ -97,7 +98,7 @@ def _item_result(
     if status is Status.SKIP:
         return result(Status.SKIP, (CheckResult(RECORDED_CHECK, Status.SKIP, why),), why)
     if status is Status.FAIL:
-        return result(Status.FAIL, (_failed(RECORDED_CHECK, findings),))
+        return result(Status.FAIL, (_failed(RECORDED_CHECK, findings, by_line),))
     seen = Counter(
         e.endpoint
         for e in exchanges
@@ -128,18 +129,20 @@ _MESSAGE_LIMIT = 500
 """Characters of distinct finding messages a failed item's message quotes; the evidence holds them all."""
 
 
-def _failed(check_id: str, findings: list[Finding]) -> CheckResult:
+def _failed(check_id: str, findings: list[Finding], by_line: dict[int, Exchange]) -> CheckResult:
+    """A failed result quoting the findings, with the recorded requests behind them (to send them again)."""
     lines = sorted({f.exchange for f in findings if f.exchange is not None})
     where = ""
     if lines:
         where = f" (cassette line{'' if len(lines) == 1 else 's'} {', '.join(map(str, lines))})"
     head = f"{len(findings)} finding{'' if len(findings) == 1 else 's'}{where}: "
-    return CheckResult(
+    result = CheckResult(
         check_id,
         Status.FAIL,
         head + _quoted(sorted({f.message for f in findings})),
         tuple(f.to_dict() for f in findings),
     )
+    return with_requests(result, [by_line[line] for line in lines if line in by_line], api_key=None)
 
 
 def _quoted(messages: list[str]) -> str:

@@ -126,6 +126,10 @@ def test_check_writes_reports_and_exits_by_findings(
     assert "FAIL base/chat-completions" in out
     report = json.loads((tmp_path / "bad" / "report.json").read_text())
     assert report["items"][0]["checks"][0]["evidence"][0]["message"] == "broken"
+    (request,) = report["items"][0]["checks"][0]["requests"]  # the recorded request, to send again
+    assert (request["method"], request["url"]) == ("POST", "http://h/v1/chat/completions")
+    assert request["curl"].startswith("curl ")
+    assert report["run"]["source"] == "check"
 
 
 def test_record_until_interrupted(fake_upstream: str, tmp_path: Path) -> None:
