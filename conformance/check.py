@@ -31,7 +31,8 @@ __all__ = [
 LMSTUDIO = "lmstudio"
 ANTHROPIC = "anthropic"
 RESPONSES = "responses"
-EXTENSIONS = (LMSTUDIO, ANTHROPIC, RESPONSES)
+EMBEDDINGS = "embeddings"
+EXTENSIONS = (LMSTUDIO, ANTHROPIC, RESPONSES, EMBEDDINGS)
 """The values of `Item.extension` (and of `--expect`)."""
 
 
@@ -134,7 +135,7 @@ class Item:
     """For model-specific items: run only when the target's model id contains one of these."""
     extension: str | None = None
     """The API surface the item belongs to when not every OpenAI-compatible server has it: `lmstudio`
-    (LM Studio's own routes and fields), `anthropic`, `responses`. A server that does not implement it
+    (LM Studio's own routes and fields), `anthropic`, `responses`, `embeddings`. A server that does not implement it
     gets `skip` "not implemented by this server", unless the run expects that surface."""
 
     @property

@@ -218,8 +218,8 @@ def tools_reach_model(without: int, with_tools: int) -> Expectation:
             return
         yield Issue(
             f"tools sent without tool_choice did not reach the model: no tool call, and prompt_tokens is {b[0]} "
-            f"with the tools and {a[0]} without (OpenAI's default tool_choice is \"auto\"; llama-cpp-python's "
-            "default chat format drops the tools)",
+            f'with the tools and {a[0]} without (OpenAI\'s default tool_choice is "auto"; the server or its chat '
+            "template dropped the tool definitions)",
             exchange=with_tools,
             pointer="/usage/prompt_tokens",
             expected=f"a tool call, or prompt_tokens > {a[0]}",

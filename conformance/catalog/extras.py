@@ -174,6 +174,7 @@ _EMBEDDINGS = Item(
             same_vectors(0, 1),
         ),
     ),
+    extension="embeddings",  # a chat-only server (llama-server without --embeddings) answers 501
 )
 
 EXTRA_ITEMS: dict[str, Item] = {

@@ -39,3 +39,16 @@ def test_lm_studio_unexpected_endpoint_counts_as_absent() -> None:
     sign = unimplemented(ANTHROPIC, [_post("/v1/messages", 200, body)])
     assert sign is not None
     assert "Unexpected endpoint" in sign[0]
+
+
+def test_embeddings_answered_501_is_a_surface_the_server_lacks() -> None:
+    """llama-server without --embeddings: 501 "This server does not support embeddings" is not a failure of it."""
+    body = {
+        "error": {"code": 501, "message": "This server does not support embeddings.", "type": "not_supported_error"}
+    }
+    exchange = Exchange(
+        Request("POST", "http://h/v1/embeddings", "/v1/embeddings", body={"input": "x"}), Response(501, body=body)
+    )
+    sign = unimplemented(by_id("0.3.25/embeddings"), [exchange])
+    assert sign is not None
+    assert sign[0] == "POST /v1/embeddings answered 501"
