@@ -7,6 +7,7 @@ plan through `reason`: first a segment after `<think>` whose grammar forces some
 grammar, stops and remaining `max_tokens`) on the prompt extended by the closed segment. The events are
 `Thought` pieces, then the answer's `Piece`s, then one `Finished` for the whole: prompt tokens of the plan,
 completion tokens of thought, tags and answer together. Cancelling stops whichever part is running.
+`thought_tokens` is then the number of tokens the thinking segment generated (for a reasoning-token count).
 
 A surface that must verify the reasoning it handed out later (Anthropic's thinking `signature`) uses
 `Signer`: an HMAC of the text under a per-server secret.
@@ -49,6 +50,8 @@ class ReasonedGeneration:
         self._budget = budget_tokens
         self._current: Generation | None = None
         self._cancelled = False
+        self.thought_tokens = 0
+        """Tokens the thinking segment generated; final once the first answer Piece (or Finished) came."""
         self._events = self._run()
 
     def cancel(self) -> None:
@@ -87,8 +90,11 @@ class ReasonedGeneration:
                 thought.append(event.text)
                 yield Thought(event.text)
             elif event.reason is FinishReason.CANCELLED:
+                self.thought_tokens = event.completion_tokens
                 yield replace(event, prompt_tokens=prompt_tokens, completion_tokens=event.completion_tokens)
                 return
+            else:
+                self.thought_tokens = event.completion_tokens
         answer_tokens = self._backend.tokenize(head + "".join(thought).rstrip() + _CLOSE)
         spent = len(answer_tokens) - prompt_tokens  # the thought and its tags, as the answer's prompt holds them
         room = None if limit is None else limit - spent

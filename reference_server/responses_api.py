@@ -18,11 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from starlette.concurrency import run_in_threadpool
 
 from reference_server.chat import ChatPlan, OutputShaper, Part, plan_chat
-from reference_server.engine import Backend, Finished, FinishReason, Piece, Sampling
+from reference_server.engine import Backend, Finished, FinishReason, Generation, Piece, Sampling
 from reference_server.errors import ApiError
 from reference_server.limits import Limits
 from reference_server.mcp_client import McpFailure, McpServer, McpTool, call_tool, list_tools
 from reference_server.openai_api import ChatCompletionRequest, validation_error
+from reference_server.reasoning import ReasonedGeneration, Thought, reason
 from reference_server.serving import (
     INTERNAL_ERROR,
     EventStream,
@@ -42,6 +43,8 @@ DEFAULT_MAX_STORED = 1000
 """Responses kept for previous_response_id and GET (oldest evicted first); `conformance serve --responses-store`."""
 
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+EFFORT_BUDGET: dict[str, int] = {"minimal": 16, "low": 32, "medium": 64, "high": 128, "xhigh": 256, "max": 512}
+"""Reasoning budget (tokens) per `reasoning.effort`; `none` (or no effort) reasons not at all."""
 _TEXT_PARTS = ("input_text", "output_text", "refusal")
 _ITEM_TYPES = (
     "message, function_call, function_call_output, reasoning, mcp_list_tools, mcp_call, mcp_approval_request, "
@@ -413,6 +416,19 @@ def plan_response(
         raise
 
 
+def reasoning_budget(request: ResponsesRequest, sampling: Sampling) -> int | None:
+    """The thinking budget `reasoning.effort` asks for (EFFORT_BUDGET), or None for no reasoning.
+
+    Capped at half the output limit (max_output_tokens, or the server's cap) so the answer keeps room.
+    """
+    effort = request.reasoning.effort if request.reasoning else None
+    budget = EFFORT_BUDGET.get(effort) if effort else None
+    if budget is None:
+        return None
+    limit = sampling.max_tokens
+    return budget if limit is None else max(1, min(budget, limit // 2))
+
+
 # ---- output: items and the events that build them ----------------------------------------------
 
 
@@ -446,7 +462,8 @@ class OutputItems:
         self.pending: list[dict[str, Any]] = []
         self._holding = False
 
-    def add(self, part: Part) -> list[dict[str, Any]]:
+    def add(self, part: Part, *, thought: bool = False) -> list[dict[str, Any]]:
+        """The events of one part; `thought` marks reasoning the server asked for (counted by its generation)."""
         if isinstance(part, ToolCallDelta):
             if part.id is not None and part.name in self.held:
                 self._holding = True
@@ -478,7 +495,7 @@ class OutputItems:
             events += self._start_text(kind)
         assert self._open is not None
         self._open.text.append(text)
-        if kind == "reasoning":
+        if kind == "reasoning" and not thought:
             self.reasoning_text.append(text)
         delta = "response.reasoning_text.delta" if kind == "reasoning" else "response.output_text.delta"
         extra: dict[str, Any] = {} if kind == "reasoning" else {"logprobs": []}
@@ -652,6 +669,8 @@ class ResponseRun:
     output: OutputItems = field(default_factory=OutputItems)
     finished: Finished | None = None
     approvals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    thinking: ReasonedGeneration | None = None
+    """The generation when reasoning.effort asked for reasoning: it counts the thought's tokens."""
 
     @property
     def store(self) -> bool:
@@ -749,9 +768,11 @@ def responses_router(backend: Backend, store: ResponseStore, *, allow_remote_mcp
     """
     router = APIRouter()
 
-    def reasoning_tokens(items: OutputItems) -> int:
-        text = "".join(items.reasoning_text)
-        return len(backend.tokenize(text)) if text else 0
+    def reasoning_tokens(run: ResponseRun) -> int:
+        """Tokens of the thought the server asked for (as generated), plus `<think>` text the model wrote."""
+        text = "".join(run.output.reasoning_text)
+        thought = run.thinking.thought_tokens if run.thinking is not None else 0
+        return thought + (len(backend.tokenize(text)) if text else 0)
 
     @router.post("/v1/responses")
     async def create(request: Request) -> Response:
@@ -784,9 +805,16 @@ def responses_router(backend: Backend, store: ResponseStore, *, allow_remote_mcp
         run.output.held = frozenset(tool.name for tool in mcp.tools)
         prelude = [event for item in mcp.listings for event in run.output.add_item(item, started=_LIST_STARTED)]
         prelude += [event for call in resumed for event in run.output.add_item(call, started=_CALL_STARTED)]
-        generation = backend.generate(plan.generation)
+        budget = reasoning_budget(body, plan.generation.sampling)
+        generation: Generation | ReasonedGeneration
+        if budget is None:
+            generation = backend.generate(plan.generation)
+        else:
+            generation = run.thinking = reason(backend, plan, budget)
         try:
-            events = await first_event(generation, grammar_param=plan.grammar_param)
+            events: AsyncIterator[Thought | Piece | Finished] = await first_event(
+                generation, grammar_param=plan.grammar_param
+            )
         except BaseException:
             generation.cancel()
             raise
@@ -895,7 +923,7 @@ def responses_router(backend: Backend, store: ResponseStore, *, allow_remote_mcp
     async def _produce(
         run: ResponseRun,
         plan: ChatPlan,
-        events: AsyncIterator[Piece | Finished],
+        events: AsyncIterator[Thought | Piece | Finished],
         mcp: _Mcp,
         history: tuple[dict[str, Any], ...],
     ) -> AsyncIterator[dict[str, Any]]:
@@ -954,7 +982,7 @@ def responses_router(backend: Backend, store: ResponseStore, *, allow_remote_mcp
     def _complete(run: ResponseRun, finished: Finished) -> dict[str, Any]:
         cut = finished.reason is FinishReason.LENGTH
         status = "incomplete" if cut else "completed"
-        result = run.body(status, usage=run.usage(finished, reasoning_tokens(run.output)), incomplete=cut)
+        result = run.body(status, usage=run.usage(finished, reasoning_tokens(run)), incomplete=cut)
         if run.store:
             store.put(run.stored(result))
         return result
@@ -1029,10 +1057,14 @@ def _sum(first: Finished, second: Finished) -> Finished:
 
 
 async def _generate(
-    run: ResponseRun, shaper: OutputShaper, events: AsyncIterator[Piece | Finished]
+    run: ResponseRun, shaper: OutputShaper, events: AsyncIterator[Thought | Piece | Finished]
 ) -> AsyncIterator[dict[str, Any] | Finished]:
-    """The item events of one generation, then its Finished."""
+    """The item events of one generation (its Thoughts become a reasoning item), then its Finished."""
     async for event in events:
+        if isinstance(event, Thought):
+            for item_event in run.output.add((Channel.REASONING, event.text), thought=True):
+                yield item_event
+            continue
         if isinstance(event, Finished):
             if event.reason is not FinishReason.CANCELLED:
                 for part in shaper.finish():

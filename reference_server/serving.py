@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from reference_server.engine import Finished, Generation, GrammarError, Piece
+from reference_server.engine import Finished, GrammarError
 from reference_server.errors import ApiError
 from reference_server.limits import Limits
 from reference_server.openai_api import parse_request
@@ -60,7 +60,7 @@ async def parse_body[M: BaseModel](request: Request, model: type[M]) -> M:
     return await run_in_threadpool(parse_request, model, await read_body(request))
 
 
-async def first_event(generation: Generation, *, grammar_param: str | None = None) -> AsyncIterator[Piece | Finished]:
+async def first_event[E](generation: AsyncIterator[E], *, grammar_param: str | None = None) -> AsyncIterator[E]:
     """The generation's events, after waiting for the first so a failure before any output gets a proper status.
 
     grammar_param names the request field the generation's grammar came from, for the 400 llama.cpp's refusal
@@ -78,7 +78,7 @@ async def first_event(generation: Generation, *, grammar_param: str | None = Non
     return _events(first, generation)
 
 
-async def _events(first: Piece | Finished, generation: Generation) -> AsyncIterator[Piece | Finished]:
+async def _events[E](first: E, generation: AsyncIterator[E]) -> AsyncIterator[E]:
     yield first
     if isinstance(first, Finished):
         return

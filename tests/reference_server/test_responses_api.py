@@ -607,3 +607,83 @@ def test_unreachable_mcp_server_is_a_clear_424(mcp_app: str) -> None:
     assert error["type"] == "external_connector_error"
     assert "'dice'" in error["message"]
     assert "127.0.0.1:9" in error["message"]
+
+
+REASON: dict[str, Any] = {
+    "input": "What is 17 + 25? Answer with the number.",
+    "max_output_tokens": 128,
+    "reasoning": {"effort": "low"},
+}
+LOW_BUDGET = 32  # EFFORT_BUDGET["low"], below half of max_output_tokens (the answer completes)
+
+
+def _item_shape(response: Any) -> list[tuple[str, list[str]]]:
+    return [(item.type, [part.type for part in item.content or []]) for item in response.output]
+
+
+def test_reasoning_effort_low_starts_with_a_reasoning_item(sdk: openai.OpenAI, reference_model_id: str) -> None:
+    response = sdk.responses.create(model=reference_model_id, **REASON, **GREEDY)
+    assert [item.type for item in response.output][:2] == ["reasoning", "message"]
+    reasoning = response.output[0]
+    assert reasoning.type == "reasoning"
+    assert reasoning.content is not None
+    assert [part.type for part in reasoning.content] == ["reasoning_text"]
+    assert reasoning.content[0].text.strip()
+    assert "<" not in reasoning.content[0].text
+    assert response.usage is not None
+    assert 0 < response.usage.output_tokens_details.reasoning_tokens <= LOW_BUDGET
+    assert response.usage.output_tokens > response.usage.output_tokens_details.reasoning_tokens
+    assert response.reasoning is not None
+    assert response.reasoning.effort == "low"
+    # stored with its reasoning item, and the chain continues from it
+    fetched = sdk.responses.retrieve(response.id)
+    assert [item.type for item in fetched.output] == [item.type for item in response.output]
+    follow = sdk.responses.create(
+        model=reference_model_id, input="And plus one?", previous_response_id=response.id, max_output_tokens=16
+    )
+    assert follow.status in ("completed", "incomplete")
+
+
+def test_reasoning_effort_streamed_equals_the_answer(sdk: openai.OpenAI, reference_model_id: str) -> None:
+    whole = sdk.responses.create(model=reference_model_id, **REASON, **GREEDY)
+    with sdk.responses.stream(model=reference_model_id, **REASON, **GREEDY) as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    assert _item_shape(final) == _item_shape(whole)
+    assert final.output[0].type == "reasoning"
+    assert final.output[0].content is not None
+    assert whole.output[0].type == "reasoning"
+    assert whole.output[0].content is not None
+    assert final.output[0].content[0].text == whole.output[0].content[0].text  # greedy, seeded
+    assert final.output_text == whole.output_text
+    assert final.usage is not None
+    assert whole.usage is not None
+    assert final.usage.output_tokens_details.reasoning_tokens == whole.usage.output_tokens_details.reasoning_tokens
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    types = [e.type for e in events]
+    reasoning_deltas = [i for i, kind in enumerate(types) if kind == "response.reasoning_text.delta"]
+    text_deltas = [i for i, kind in enumerate(types) if kind == "response.output_text.delta"]
+    assert reasoning_deltas
+    assert text_deltas
+    assert max(reasoning_deltas) < min(text_deltas)
+    assert "".join(e.delta for e in events if e.type == "response.reasoning_text.delta") == (
+        final.output[0].content[0].text
+    )
+    added = [e.item.id for e in events if e.type == "response.output_item.added"]
+    done = [e.item.id for e in events if e.type == "response.output_item.done"]
+    assert added == done == [item.id for item in final.output]
+    for e in events:
+        if e.type in ("response.reasoning_text.delta", "response.reasoning_text.done"):
+            assert (e.item_id, e.output_index, e.content_index) == (added[0], 0, 0)
+        if e.type == "response.output_text.delta":
+            assert (e.item_id, e.output_index) == (added[1], 1)
+
+
+def test_no_reasoning_item_without_effort(sdk: openai.OpenAI, reference_model_id: str) -> None:
+    plain = {key: value for key, value in REASON.items() if key != "reasoning"}
+    extras: list[dict[str, Any]] = [{}, {"reasoning": {"effort": "none"}}]
+    for extra in extras:
+        response = sdk.responses.create(model=reference_model_id, **plain, **extra, **GREEDY)
+        assert [item.type for item in response.output] == ["message"]
+        assert response.usage is not None
+        assert response.usage.output_tokens_details.reasoning_tokens == 0
