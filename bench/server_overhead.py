@@ -20,8 +20,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import llama_cpp
@@ -49,68 +51,55 @@ class Run:
     decode_s: float
 
 
-def raw_run(llm: llama_cpp.Llama, prompt: str, max_tokens: int) -> Run:
-    llm.reset()  # no prefix reuse from the previous run: the server side reuses only whole 32-token blocks
+def timed(token_events: Iterable[bool]) -> Run:
+    """Time a stream given as one bool per event (True: the event carries a generated token)."""
     started = time.perf_counter()
     first = last = 0.0
     tokens = 0
-    for chunk in llm.create_completion(prompt, max_tokens=max_tokens, temperature=0, stream=True):
-        if chunk["choices"][0]["text"]:  # type: ignore[index]  # stream chunks are dicts
+    for is_token in token_events:
+        if is_token:
             last = time.perf_counter()
             first = first or last
             tokens += 1
     return Run(tokens, first - started, last - first)
 
 
+def raw_run(llm: llama_cpp.Llama, prompt: str, max_tokens: int) -> Run:
+    llm.reset()  # type: ignore[no-untyped-call]  # no prefix reuse: the server reuses only whole 32-token blocks
+    chunks = llm.create_completion(prompt, max_tokens=max_tokens, temperature=0, stream=True)
+    return timed(bool(chunk["choices"][0]["text"]) for chunk in chunks)  # type: ignore[index]  # dicts
+
+
+def http_run(client: httpx.Client, path: str, body: dict[str, Any], is_token: Callable[[str], bool]) -> Run:
+    """POST a streamed request and time the SSE lines is_token accepts (from the request's start)."""
+
+    def lines() -> Iterator[bool]:
+        with client.stream("POST", path, json=body) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                yield is_token(line)
+
+    return timed(lines())
+
+
 def server_run(client: httpx.Client, prompt: str, max_tokens: int) -> Run:
     body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True}
-    started = time.perf_counter()
-    first = last = 0.0
-    tokens = 0
-    with client.stream("POST", "/v1/completions", json=body) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if line.startswith("data: {") and '"text":""' not in line:
-                last = time.perf_counter()
-                first = first or last
-                tokens += 1
-    return Run(tokens, first - started, last - first)
+    return http_run(
+        client, "/v1/completions", body, lambda line: line.startswith("data: {") and '"text":""' not in line
+    )
 
 
 def messages_run(client: httpx.Client, model: str, prompt: str, max_tokens: int) -> Run:
-    body = {
-        "model": model,
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": max_tokens,
-        "temperature": 0,
-        "stream": True,
-    }
-    started = time.perf_counter()
-    first = last = 0.0
-    tokens = 0
-    with client.stream("POST", "/v1/messages", json=body) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if line.startswith('data: {"type":"content_block_delta"') and '"text":""' not in line:
-                last = time.perf_counter()
-                first = first or last
-                tokens += 1
-    return Run(tokens, first - started, last - first)
+    messages = [{"role": "user", "content": prompt}]
+    body = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0, "stream": True}
+    delta = 'data: {"type":"content_block_delta"'
+    return http_run(client, "/v1/messages", body, lambda line: line.startswith(delta) and '"text":""' not in line)
 
 
 def responses_run(client: httpx.Client, model: str, prompt: str, max_tokens: int) -> Run:
     body = {"model": model, "input": prompt, "max_output_tokens": max_tokens, "temperature": 0, "stream": True}
-    started = time.perf_counter()
-    first = last = 0.0
-    tokens = 0
-    with client.stream("POST", "/v1/responses", json=body) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if line.startswith('data: {"type":"response.output_text.delta"'):
-                last = time.perf_counter()
-                first = first or last
-                tokens += 1
-    return Run(tokens, first - started, last - first)
+    delta = 'data: {"type":"response.output_text.delta"'
+    return http_run(client, "/v1/responses", body, lambda line: line.startswith(delta))
 
 
 def chat_prompt(llm: llama_cpp.Llama, prompt: str) -> str:
