@@ -818,7 +818,7 @@ def responses_router(backend: Backend, store: ResponseStore, *, allow_remote_mcp
         except BaseException:
             generation.cancel()
             raise
-        produced = _produce(run, plan, events, mcp, history)
+        produced = _produce(run, plan, events, mcp, history, limits)
         if body.stream:
             return EventStream(_stream(prelude, produced, run), generation.cancel)
 
@@ -926,6 +926,7 @@ def responses_router(backend: Backend, store: ResponseStore, *, allow_remote_mcp
         events: AsyncIterator[Thought | Piece | Finished],
         mcp: _Mcp,
         history: tuple[dict[str, Any], ...],
+        limits: Limits,
     ) -> AsyncIterator[dict[str, Any]]:
         """The item events of the whole answer; sets run.finished (all generations counted) at the end."""
         finished = None
@@ -964,7 +965,10 @@ def responses_router(backend: Backend, store: ResponseStore, *, allow_remote_mcp
             finished = replace(finished, reason=FinishReason.LENGTH)  # no tokens left to answer with the results
         elif results and not run.approvals:
             follow_request = run.request.model_copy(update={"max_output_tokens": left})
-            follow, _ = plan_response(follow_request, history, backend, results=[*_outputs_so_far(run), *results])
+            outputs = [*_outputs_so_far(run), *results]
+            follow, _ = await run_in_threadpool(
+                partial(plan_response, follow_request, history, backend, results=outputs, limits=limits)
+            )
             generation = backend.generate(follow.generation)
             try:
                 async for item_event in _generate(run, OutputShaper(follow.tools), generation):
