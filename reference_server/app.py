@@ -1,4 +1,4 @@
-"""The FastAPI application: OpenAI-compatible routes, LM Studio's /api/v0 twins, auth and error handlers."""
+"""The FastAPI application: the OpenAI-compatible routes, the other surfaces' routers, auth and error handlers."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -24,13 +25,14 @@ from reference_server.chat import (
     check_context,
     finish_reason,
     plan_chat,
-    resolve_model,
     sampling_of,
     stats_of,
 )
 from reference_server.engine import Backend, Finished, GenerationRequest, Piece
 from reference_server.errors import ApiError, anthropic_error_body, error_body
 from reference_server.limits import Limits
+from reference_server.lmstudio_v0 import lmstudio_v0_router
+from reference_server.models import LeaseScope, ModelEntry, Models, lease_for
 from reference_server.openai_api import (
     DEFAULT_COMPLETION_TOKENS,
     ChatChunks,
@@ -82,66 +84,50 @@ def _chunk_for(chunks: ChatChunks, part: Part) -> bytes:
 
 
 def create_app(
-    backend: Backend,
+    models: Models | Backend,
     *,
     api_keys: ApiKeys | None = None,
     limits: Limits | None = None,
     max_stored_responses: int = DEFAULT_MAX_STORED,
     allow_remote_mcp: bool = False,
+    presets: object | None = None,
+    download_sources: Sequence[Path] = (),
 ) -> FastAPI:
-    """The server app around a backend (the real Engine, or a test double with the same surface).
+    """The server app around a model registry (a bare backend, real or a test double, is served alone).
 
-    Routers of other wire formats get auth with `dependencies=[Depends(authorize)]` and the limits from
-    `serving.limits_of(request)`.
+    Routers of other wire formats get auth with `dependencies=[Depends(authorize)]`, the limits from
+    `serving.limits_of(request)`, and their model with `models.lease_for(request, body.model, ttl=body.ttl)`.
     """
+    if not isinstance(models, Models):
+        models = Models.serving(models)
     app = FastAPI(title="llm-conformance reference server", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.api_keys = api_keys if api_keys is not None else ApiKeys()
     app.state.limits = limits if limits is not None else Limits()
+    app.state.models = models
+    app.state.presets = presets
+    app.state.download_sources = tuple(download_sources)
+    app.add_middleware(LeaseScope)
     _install_error_handlers(app)
 
     router = APIRouter(dependencies=[Depends(authorize)])
-    info = backend.info
 
-    def openai_model() -> dict[str, Any]:
-        return {"id": info.id, "object": "model", "created": info.created, "owned_by": info.publisher}
-
-    def lmstudio_model() -> dict[str, Any]:
-        return {
-            "id": info.id,
-            "object": "model",
-            "type": "llm",
-            "publisher": info.publisher,
-            "arch": info.arch,
-            "compatibility_type": "gguf",
-            "quantization": info.quantization,
-            "state": "loaded",
-            "max_context_length": info.max_context_length,
-            "loaded_context_length": backend.n_ctx,
-            "capabilities": ["tool_use"],
-        }
+    def openai_model(entry: ModelEntry) -> dict[str, Any]:
+        info = entry.info
+        return {"id": entry.key, "object": "model", "created": info.created, "owned_by": info.publisher}
 
     @router.get("/v1/models")
     async def list_models() -> dict[str, Any]:
-        return {"object": "list", "data": [openai_model()]}
+        return {"object": "list", "data": [openai_model(entry) for entry in models.entries()]}
 
     @router.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str) -> dict[str, Any]:
-        resolve_model(backend, model_id)
-        return openai_model()
-
-    @router.get("/api/v0/models")
-    async def list_models_v0() -> dict[str, Any]:
-        return {"object": "list", "data": [lmstudio_model()]}
-
-    @router.get("/api/v0/models/{model_id:path}")
-    async def get_model_v0(model_id: str) -> dict[str, Any]:
-        resolve_model(backend, model_id)
-        return lmstudio_model()
+        return openai_model(models.entry(model_id))
 
     @router.post("/v1/chat/completions")
     @router.post("/api/v0/chat/completions")
     async def chat_completions(request: Request) -> Response:
         body = await parse_body(request, ChatCompletionRequest)
+        backend = (await lease_for(request, body.model, ttl=body.ttl)).backend
         plan = await run_in_threadpool(plan_chat, body, backend, limits_of(request))
         generation = backend.generate(plan.generation)
         try:
@@ -167,7 +153,8 @@ def create_app(
     @router.post("/api/v0/completions")
     async def completions(request: Request) -> Response:
         body = await parse_body(request, CompletionRequest)
-        model = resolve_model(backend, body.model)
+        lease = await lease_for(request, body.model, ttl=body.ttl)
+        backend, model = lease.backend, lease.model
         if body.n not in (None, 1):
             raise ApiError.bad_request("only n=1 is supported", param="n")
         limits = limits_of(request)
@@ -199,7 +186,8 @@ def create_app(
     @router.post("/api/v0/embeddings")
     async def embeddings(request: Request) -> dict[str, Any]:
         body = await parse_body(request, EmbeddingRequest)
-        model = resolve_model(backend, body.model)
+        lease = await lease_for(request, body.model, ttl=body.ttl)
+        backend, model = lease.backend, lease.model
         texts = body.texts
         limits_of(request).check_embedding_inputs(len(texts))
         await run_in_threadpool(_check_embedding_inputs, backend, texts)
@@ -225,9 +213,10 @@ def create_app(
 
     from reference_server.anthropic_api import messages_router  # imports this module: loaded once it is ready
 
-    router.include_router(messages_router(backend))
+    router.include_router(messages_router(models))
+    router.include_router(lmstudio_v0_router(models))
     app.include_router(router)
-    responses = responses_router(backend, ResponseStore(max_stored_responses), allow_remote_mcp=allow_remote_mcp)
+    responses = responses_router(models, ResponseStore(max_stored_responses), allow_remote_mcp=allow_remote_mcp)
     app.include_router(responses, dependencies=[Depends(authorize)])
     return app
 

@@ -54,7 +54,11 @@ class ChatPlan:
 
 
 def resolve_model(backend: Backend, requested: str | None, *, param: str = "model") -> str:
-    """The loaded model's id if requested names it (id, file name or publisher/id), else 404."""
+    """The backend's model id if requested names it (id, file name or publisher/id), else 404.
+
+    Which model a request's `model` names is Models.acquire's business; this checks a second name (`draft_model`)
+    against the model already chosen.
+    """
     info = backend.info
     if requested is None:
         return info.id
@@ -201,13 +205,15 @@ def check_context(tokens: int, n_ctx: int, *, param: str) -> None:
 
 
 def plan_chat(request: ChatCompletionRequest, backend: Backend, limits: Limits | None = None) -> ChatPlan:
-    """Validate a chat request against the loaded model and build its generation (400/404 on bad input).
+    """Validate a chat request against the model it was leased (`models.Lease.backend`) and build its generation.
+
+    400 on bad input; 404 for a `draft_model` that is not the model itself.
 
     It renders and tokenizes the prompt: call it off the event loop (`run_in_threadpool`), with the server's
     limits (`serving.limits_of(request)`; None: the defaults).
     """
     limits = limits if limits is not None else Limits()
-    model = resolve_model(backend, request.model)
+    model = backend.info.id  # the request's `model` named it: Models.acquire chose this backend
     if request.draft_model is not None:
         resolve_model(backend, request.draft_model, param="draft_model")
     if request.n not in (None, 1):

@@ -1,4 +1,4 @@
-"""`conformance serve`: load the model and serve the reference server until interrupted."""
+"""`conformance serve`: load the start-up model, build the model registry and serve until interrupted."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import errno
 import socket
 import sys
+import time
+from pathlib import Path
 
 import uvicorn
 
@@ -16,6 +18,7 @@ from reference_server.embedded import base_url, bind, server_config
 from reference_server.engine import Engine
 from reference_server.limits import Limits
 from reference_server.model import LlamaSettings, check_gguf, default_model_path
+from reference_server.models import DEFAULT_TTL, Models, engine_loader
 from reference_server.responses_api import DEFAULT_MAX_STORED
 
 __all__ = ["serve"]
@@ -45,30 +48,62 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     limits = _limits(args)
+    models_dir = _models_dir(args)
+    ttl = getattr(args, "ttl", DEFAULT_TTL)
+    if ttl is not None and ttl <= 0:
+        raise UsageError(f"--ttl {ttl:g} must be more than 0 seconds")
+    max_jit_models = getattr(args, "max_jit_models", 1)
+    if max_jit_models < 1:
+        raise UsageError(f"--max-jit-models {max_jit_models} must be at least 1")
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); {_bind_hint(exc)}") from exc
     try:
-        threads = getattr(args, "threads", None) or LlamaSettings().n_threads  # no --threads flag yet
-        engine = Engine(path, LlamaSettings(n_ctx=args.ctx, n_threads=threads))
+        threads = getattr(args, "threads", None) or LlamaSettings().n_threads
+        settings = LlamaSettings(n_ctx=args.ctx, n_threads=threads)
+        started = time.perf_counter()
+        engine = Engine(path, settings)
     except (ValueError, RuntimeError) as exc:
         sock.close()
         raise UsageError(f"llama.cpp could not load {str(path)!r}: {exc}") from exc
+    models = Models(
+        models_dir=models_dir,
+        default_ttl=ttl,
+        max_jit_models=max_jit_models,
+        loader=engine_loader(settings),
+        context_length=args.ctx,
+    )
+    models.adopt(engine, load_seconds=time.perf_counter() - started)
     url = base_url(sock)
     auth = "; API key required" if api_keys.required else ""
     print(f"Serving {engine.info.id} at {url} (OpenAI base URL {url}/v1){auth}; Ctrl+C stops.", flush=True)
     app = create_app(
-        engine,
+        models,
         api_keys=api_keys,
         limits=limits,
         max_stored_responses=stored,
         allow_remote_mcp=getattr(args, "allow_remote_mcp", False),
     )
     server = uvicorn.Server(server_config(app))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        models.close()
     print("Stopped.", file=sys.stderr)
     return 0
+
+
+def _models_dir(args: argparse.Namespace) -> Path | None:
+    """--models-dir, checked: an existing directory (GGUFs as DIR/publisher/model/file.gguf, or anywhere below)."""
+    value = getattr(args, "models_dir", None)
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        what = "does not exist" if not path.exists() else "is not a directory"
+        raise UsageError(f"--models-dir {value!r} {what}; pass a directory holding .gguf files (or create it)")
+    return path
 
 
 def _limits(args: argparse.Namespace) -> Limits:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,7 @@ from reference_server.auth import ApiKeys
 from reference_server.engine import Engine
 from reference_server.limits import Limits
 from reference_server.model import LlamaSettings, check_gguf, default_model_path
+from reference_server.models import DEFAULT_TTL, Models, engine_loader
 
 __all__ = ["ServerProcess", "bind", "engine_for", "run_app", "serve_in_thread", "serve_subprocess"]
 
@@ -106,18 +107,37 @@ def serve_in_thread(
     *,
     ctx: int = 2048,
     api_key: str | None = None,
+    api_keys: Sequence[str] = (),
     host: str = "127.0.0.1",
     port: int = 0,
     threads: int | None = None,
     limits: Limits | None = None,
     allow_remote_mcp: bool = False,
+    models_dir: str | os.PathLike[str] | None = None,
+    ttl: float | None = DEFAULT_TTL,
+    max_jit_models: int = 1,
 ) -> Iterator[str]:
-    """The reference server on a free port in this process: yields e.g. "http://127.0.0.1:54321"."""
+    """The reference server on a free port in this process: yields e.g. "http://127.0.0.1:54321".
+
+    The start-up model is the process-wide engine of engine_for (shared, never closed here); models it
+    JIT-loads (from installed wheels or models_dir) get engines of their own, closed on unload and on exit.
+    """
     engine = engine_for(model_path, ctx=ctx, threads=threads)
-    keys = ApiKeys(() if api_key is None else (api_key,))
-    app = create_app(engine, api_keys=keys, limits=limits, allow_remote_mcp=allow_remote_mcp)
-    with run_app(app, host=host, port=port) as url:
-        yield url
+    keys = ApiKeys([*api_keys, *(() if api_key is None else (api_key,))])
+    models = Models(
+        models_dir=None if models_dir is None else Path(models_dir),
+        default_ttl=ttl,
+        max_jit_models=max_jit_models,
+        loader=engine_loader(engine.settings),
+        context_length=ctx,
+    )
+    models.adopt(engine, owned=False)
+    app = create_app(models, api_keys=keys, limits=limits, allow_remote_mcp=allow_remote_mcp)
+    try:
+        with run_app(app, host=host, port=port) as url:
+            yield url
+    finally:
+        models.close()
 
 
 @dataclass(frozen=True)

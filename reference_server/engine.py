@@ -41,6 +41,7 @@ __all__ = [
 DEFAULT_TEMPERATURE = 0.8
 DRAFT_TOKENS = 8
 PROMPT_BLOCK = 32  # prompt tokens per llama.cpp batch; see Engine._load_prompt
+CLOSE_TIMEOUT_S = 60.0  # how long close() waits for the jobs in progress
 
 
 class FinishReason(StrEnum):
@@ -244,8 +245,20 @@ class Engine:
         return event
 
     def close(self) -> None:
-        self._jobs.put(None)
-        self._thread.join(timeout=30)
+        """Stop the worker once the queued jobs are done, then free llama.cpp's model and contexts (idempotent).
+
+        Blocks until then: call it off the event loop. If the worker does not stop in time, nothing is freed
+        (a job could still be using the model).
+        """
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join(timeout=CLOSE_TIMEOUT_S)
+        if self._thread.is_alive():
+            return
+        for llama in (self._embedder, self.llama):
+            if llama is not None:
+                llama.close()
+        self._embedder = None
 
     # ---- worker thread --------------------------------------------------------------------------
 

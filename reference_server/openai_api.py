@@ -20,6 +20,7 @@ __all__ = [
     "CompletionChunks",
     "CompletionRequest",
     "EmbeddingRequest",
+    "LifecycleFields",
     "Message",
     "encode_embedding",
     "parse_request",
@@ -100,7 +101,16 @@ class ResponseFormat(_Lenient):
         return self
 
 
-class _SamplingFields(_Lenient):
+class LifecycleFields(_Lenient):
+    """LM Studio's fields of every generation request: `ttl` for a JIT load, `preset` to apply."""
+
+    ttl: float | None = Field(default=None, gt=0)
+    """Idle seconds before the model this request JIT-loads unloads again (ignored when it is already loaded)."""
+    preset: str | None = None
+    """The name of a preset whose settings apply below the request's own fields."""
+
+
+class _SamplingFields(LifecycleFields):
     model: str | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
@@ -111,7 +121,6 @@ class _SamplingFields(_Lenient):
     n: int | None = Field(default=None, ge=1)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    ttl: int | None = None
     draft_model: str | None = None
 
     @property
@@ -152,7 +161,7 @@ class CompletionRequest(_SamplingFields):
         return self.prompt[0]
 
 
-class EmbeddingRequest(_Lenient):
+class EmbeddingRequest(LifecycleFields):
     model: str | None = None
     input: str | list[str]
     encoding_format: Literal["float", "base64"] | None = None
