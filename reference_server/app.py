@@ -9,7 +9,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,7 +32,7 @@ from reference_server.engine import Backend, Finished, GenerationRequest, Piece
 from reference_server.errors import ApiError, anthropic_error_body, error_body
 from reference_server.limits import Limits
 from reference_server.lmstudio_v0 import lmstudio_v0_router
-from reference_server.models import LeaseScope, ModelEntry, Models, lease_for
+from reference_server.models import Lease, LeaseScope, ModelEntry, Models, lease_for
 from reference_server.openai_api import (
     DEFAULT_COMPLETION_TOKENS,
     ChatChunks,
@@ -56,7 +56,7 @@ from reference_server.serving import (
 from reference_server.textstream import Channel
 from reference_server.toolstream import ToolCallDelta
 
-__all__ = ["create_app"]
+__all__ = ["AnswerHook", "HookFactory", "answer_chat", "answer_completion", "create_app"]
 
 log = logging.getLogger(__name__)
 DONE = b"data: [DONE]\n\n"
@@ -124,66 +124,15 @@ def create_app(
         return openai_model(models.entry(model_id))
 
     @router.post("/v1/chat/completions")
-    @router.post("/api/v0/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        body = await parse_body(request, ChatCompletionRequest)
-        backend = (await lease_for(request, body.model, ttl=body.ttl)).backend
-        plan = await run_in_threadpool(plan_chat, body, backend, limits_of(request))
-        generation = backend.generate(plan.generation)
-        try:
-            events = await unless_disconnected(
-                request, first_event(generation, grammar_param=plan.grammar_param), generation.cancel
-            )
-        except BaseException:
-            generation.cancel()
-            raise
-        shaper = OutputShaper(plan.tools)
-        chunks = ChatChunks(id=_completion_id("chatcmpl"), created=int(time.time()), model=plan.model)
-        draft_model = plan.model if body.draft_model is not None else None
-        if body.stream:
-            stream = _chat_stream(events, shaper, chunks, include_usage=body.include_usage, draft_model=draft_model)
-            return EventStream(stream, generation.cancel)
-        try:
-            answer = _chat_response(events, shaper, chunks, draft_model)
-            return JSONResponse(await unless_disconnected(request, answer, generation.cancel))
-        finally:
-            generation.cancel()
+        return await answer_chat(request)
 
     @router.post("/v1/completions")
-    @router.post("/api/v0/completions")
     async def completions(request: Request) -> Response:
-        body = await parse_body(request, CompletionRequest)
-        lease = await lease_for(request, body.model, ttl=body.ttl)
-        backend, model = lease.backend, lease.model
-        if body.n not in (None, 1):
-            raise ApiError.bad_request("only n=1 is supported", param="n")
-        limits = limits_of(request)
-        max_tokens = (
-            min(DEFAULT_COMPLETION_TOKENS, limits.max_output_tokens)
-            if body.max_tokens is None
-            else limits.output_tokens(body.max_tokens)
-        )
-        tokens = await run_in_threadpool(backend.tokenize, body.prompt_text)
-        check_context(len(tokens), backend.n_ctx, param="prompt")
-        generation = backend.generate(
-            GenerationRequest(prompt_tokens=tuple(tokens), sampling=sampling_of(body, max_tokens))
-        )
-        try:
-            events = await unless_disconnected(request, first_event(generation), generation.cancel)
-        except BaseException:
-            generation.cancel()
-            raise
-        chunks = CompletionChunks(id=_completion_id("cmpl"), created=int(time.time()), model=model)
-        if body.stream:
-            return EventStream(_completion_stream(events, chunks, include_usage=body.include_usage), generation.cancel)
-        try:
-            answer = _completion_response(events, chunks)
-            return JSONResponse(await unless_disconnected(request, answer, generation.cancel))
-        finally:
-            generation.cancel()
+        return await answer_completion(request)
 
     @router.post("/v1/embeddings")
-    @router.post("/api/v0/embeddings")
+    @router.post("/api/v0/embeddings")  # LM Studio's twin answers exactly as /v1 (no stats: nothing is generated)
     async def embeddings(request: Request) -> dict[str, Any]:
         body = await parse_body(request, EmbeddingRequest)
         lease = await lease_for(request, body.model, ttl=body.ttl)
@@ -214,11 +163,104 @@ def create_app(
     from reference_server.anthropic_api import messages_router  # imports this module: loaded once it is ready
 
     router.include_router(messages_router(models))
-    router.include_router(lmstudio_v0_router(models))
+    router.include_router(lmstudio_v0_router(models, chat=answer_chat, completion=answer_completion))
     app.include_router(router)
     responses = responses_router(models, ResponseStore(max_stored_responses), allow_remote_mcp=allow_remote_mcp)
     app.include_router(responses, dependencies=[Depends(authorize)])
     return app
+
+
+class AnswerHook(Protocol):
+    """What a twin route (LM Studio's /api/v0) adds to a /v1 answer: it sees the events and writes extra
+    top-level fields on the response, or on the final chunk of a stream."""
+
+    def watch(self, events: AsyncIterator[Piece | Finished]) -> AsyncIterator[Piece | Finished]: ...
+
+    def fields(self, finished: Finished, *, called_tools: bool) -> dict[str, Any]: ...
+
+
+HookFactory = Callable[[Lease], AnswerHook]
+
+
+class _DraftStats:
+    """The /v1 hook of a request with draft_model: LM Studio's speculative decoding `stats`."""
+
+    def __init__(self, draft_model: str | None, inner: AnswerHook | None) -> None:
+        self.draft_model = draft_model
+        self.inner = inner
+
+    def watch(self, events: AsyncIterator[Piece | Finished]) -> AsyncIterator[Piece | Finished]:
+        return events if self.inner is None else self.inner.watch(events)
+
+    def fields(self, finished: Finished, *, called_tools: bool) -> dict[str, Any]:
+        fields = {} if self.inner is None else self.inner.fields(finished, called_tools=called_tools)
+        if self.draft_model is not None:
+            fields["stats"] = {**stats_of(finished, self.draft_model), **fields.get("stats", {})}
+        return fields
+
+
+async def answer_chat(request: Request, hook: HookFactory | None = None) -> Response:
+    """POST /v1/chat/completions (and its twins, which pass a hook adding their own fields)."""
+    body = await parse_body(request, ChatCompletionRequest)
+    lease = await lease_for(request, body.model, ttl=body.ttl)
+    backend = lease.backend
+    plan = await run_in_threadpool(plan_chat, body, backend, limits_of(request))
+    extra = _DraftStats(plan.model if body.draft_model is not None else None, hook(lease) if hook else None)
+    generation = backend.generate(plan.generation)
+    try:
+        events = await unless_disconnected(
+            request, first_event(generation, grammar_param=plan.grammar_param), generation.cancel
+        )
+    except BaseException:
+        generation.cancel()
+        raise
+    events = extra.watch(events)
+    shaper = OutputShaper(plan.tools)
+    chunks = ChatChunks(id=_completion_id("chatcmpl"), created=int(time.time()), model=plan.model)
+    if body.stream:
+        stream = _chat_stream(events, shaper, chunks, include_usage=body.include_usage, extra=extra)
+        return EventStream(stream, generation.cancel)
+    try:
+        answer = _chat_response(events, shaper, chunks, extra)
+        return JSONResponse(await unless_disconnected(request, answer, generation.cancel))
+    finally:
+        generation.cancel()
+
+
+async def answer_completion(request: Request, hook: HookFactory | None = None) -> Response:
+    """POST /v1/completions (and its twins, which pass a hook adding their own fields)."""
+    body = await parse_body(request, CompletionRequest)
+    lease = await lease_for(request, body.model, ttl=body.ttl)
+    backend, model = lease.backend, lease.model
+    if body.n not in (None, 1):
+        raise ApiError.bad_request("only n=1 is supported", param="n")
+    limits = limits_of(request)
+    max_tokens = (
+        min(DEFAULT_COMPLETION_TOKENS, limits.max_output_tokens)
+        if body.max_tokens is None
+        else limits.output_tokens(body.max_tokens)
+    )
+    tokens = await run_in_threadpool(backend.tokenize, body.prompt_text)
+    check_context(len(tokens), backend.n_ctx, param="prompt")
+    extra = _DraftStats(None, hook(lease) if hook else None)
+    generation = backend.generate(
+        GenerationRequest(prompt_tokens=tuple(tokens), sampling=sampling_of(body, max_tokens))
+    )
+    try:
+        events = await unless_disconnected(request, first_event(generation), generation.cancel)
+    except BaseException:
+        generation.cancel()
+        raise
+    events = extra.watch(events)
+    chunks = CompletionChunks(id=_completion_id("cmpl"), created=int(time.time()), model=model)
+    if body.stream:
+        stream = _completion_stream(events, chunks, include_usage=body.include_usage, extra=extra)
+        return EventStream(stream, generation.cancel)
+    try:
+        answer = _completion_response(events, chunks, extra)
+        return JSONResponse(await unless_disconnected(request, answer, generation.cancel))
+    finally:
+        generation.cancel()
 
 
 def _check_embedding_inputs(backend: Backend, texts: Sequence[str]) -> None:
@@ -234,7 +276,7 @@ async def _chat_stream(
     chunks: ChatChunks,
     *,
     include_usage: bool,
-    draft_model: str | None,
+    extra: AnswerHook,
 ) -> AsyncIterator[bytes]:
     yield chunks.delta({"role": "assistant", "content": None if shaper.tool_mode else ""})
     called = False
@@ -251,8 +293,8 @@ async def _chat_stream(
         for part in shaper.finish():
             called = called or isinstance(part, ToolCallDelta)
             yield _chunk_for(chunks, part)
-        extra = {"stats": stats_of(finished, draft_model)} if draft_model else {}
-        yield chunks.delta({}, finish_reason(finished, called_tools=called), **extra)
+        fields = extra.fields(finished, called_tools=called)
+        yield chunks.delta({}, finish_reason(finished, called_tools=called), **fields)
         if include_usage:
             yield chunks.usage_chunk(finished.prompt_tokens, finished.completion_tokens)
         yield DONE
@@ -262,7 +304,7 @@ async def _chat_stream(
 
 
 async def _chat_response(
-    events: AsyncIterator[Piece | Finished], shaper: OutputShaper, chunks: ChatChunks, draft_model: str | None
+    events: AsyncIterator[Piece | Finished], shaper: OutputShaper, chunks: ChatChunks, extra: AnswerHook
 ) -> dict[str, Any]:
     builder = MessageBuilder()
     finished: Finished | None = None
@@ -293,13 +335,11 @@ async def _chat_response(
         "choices": [choice],
         "usage": usage(finished.prompt_tokens, finished.completion_tokens),
     }
-    if draft_model:
-        response["stats"] = stats_of(finished, draft_model)
-    return response
+    return {**response, **extra.fields(finished, called_tools=bool(builder.tool_calls))}
 
 
 async def _completion_stream(
-    events: AsyncIterator[Piece | Finished], chunks: CompletionChunks, *, include_usage: bool
+    events: AsyncIterator[Piece | Finished], chunks: CompletionChunks, *, include_usage: bool, extra: AnswerHook
 ) -> AsyncIterator[bytes]:
     try:
         finished: Finished | None = None
@@ -309,7 +349,7 @@ async def _completion_stream(
                 break
             yield chunks.text(event.text)
         assert finished is not None, "generation ended without a Finished event"
-        yield chunks.finish(finish_reason(finished, called_tools=False))
+        yield chunks.finish(finish_reason(finished, called_tools=False), **extra.fields(finished, called_tools=False))
         if include_usage:
             yield chunks.usage_chunk(finished.prompt_tokens, finished.completion_tokens)
         yield DONE
@@ -318,7 +358,9 @@ async def _completion_stream(
         yield _error_event(INTERNAL_ERROR)
 
 
-async def _completion_response(events: AsyncIterator[Piece | Finished], chunks: CompletionChunks) -> dict[str, Any]:
+async def _completion_response(
+    events: AsyncIterator[Piece | Finished], chunks: CompletionChunks, extra: AnswerHook
+) -> dict[str, Any]:
     texts: list[str] = []
     finished: Finished | None = None
     try:
@@ -344,6 +386,7 @@ async def _completion_response(events: AsyncIterator[Piece | Finished], chunks: 
         "model": chunks.model,
         "choices": [choice],
         "usage": usage(finished.prompt_tokens, finished.completion_tokens),
+        **extra.fields(finished, called_tools=False),
     }
 
 

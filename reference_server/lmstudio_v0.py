@@ -2,15 +2,83 @@
 
 from __future__ import annotations
 
+import platform
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter
+import llama_cpp
+from fastapi import APIRouter, Request, Response
 
-from reference_server.models import ModelEntry, Models
+from reference_server.engine import Finished, FinishReason, Piece
+from reference_server.models import Lease, ModelEntry, Models
 
-__all__ = ["lmstudio_v0_router", "model_row"]
+__all__ = ["GenerationReport", "lmstudio_v0_router", "model_row", "runtime_info"]
 
 _V0_TYPES = {"llm": "llm", "embedding": "embeddings"}
+
+
+def runtime_info() -> dict[str, Any]:
+    """The `runtime` object: the inference runtime this server runs models on."""
+    return {
+        "name": f"llama.cpp-{platform.system().lower()}-{platform.machine().lower()}",
+        "version": llama_cpp.__version__,
+        "supported_formats": ["gguf"],
+    }
+
+
+def stop_reason(finished: Finished, *, called_tools: bool) -> str:
+    """LM Studio's stop reason (its SDK's LLMPredictionStopReason) for how a generation ended."""
+    if finished.reason is FinishReason.LENGTH:
+        return "maxPredictedTokensReached"
+    if finished.reason is FinishReason.CANCELLED:
+        return "userStopped"
+    if called_tools:
+        return "toolCalls"
+    return "stopStringFound" if finished.stop_sequence is not None else "eosFound"
+
+
+class GenerationReport:
+    """Times one generation and writes the `stats`, `model_info` and `runtime` LM Studio adds to its answers."""
+
+    def __init__(self, lease: Lease) -> None:
+        self.instance = lease.instance
+        self.started = time.perf_counter()
+        self.first_token: float | None = None
+        self.ended: float | None = None
+
+    async def watch(self, events: AsyncIterator[Piece | Finished]) -> AsyncIterator[Piece | Finished]:
+        async for event in events:
+            if isinstance(event, Finished):
+                self.ended = time.perf_counter()
+            elif self.first_token is None:
+                self.first_token = time.perf_counter()
+            yield event
+
+    def fields(self, finished: Finished, *, called_tools: bool) -> dict[str, Any]:
+        ended = self.ended if self.ended is not None else time.perf_counter()
+        first = self.first_token if self.first_token is not None else ended
+        generating = max(ended - first, 0.0)
+        info = self.instance.entry.info
+        return {
+            "stats": {
+                "tokens_per_second": round(finished.completion_tokens / generating, 3) if generating > 0 else 0.0,
+                "time_to_first_token": round(first - self.started, 3),
+                "generation_time": round(generating, 3),
+                "stop_reason": stop_reason(finished, called_tools=called_tools),
+            },
+            "model_info": {
+                "arch": info.arch,
+                "quant": info.quantization,
+                "format": "gguf",
+                "context_length": self.instance.context_length,
+            },
+            "runtime": runtime_info(),
+        }
+
+
+Answer = Callable[[Request, Callable[[Lease], GenerationReport]], Awaitable[Response]]
+"""A /v1 generation route's handler, given a hook that adds LM Studio's fields (app.answer_chat and friends)."""
 
 
 def model_row(models: Models, entry: ModelEntry) -> dict[str, Any]:
@@ -35,9 +103,18 @@ def model_row(models: Models, entry: ModelEntry) -> dict[str, Any]:
     return row
 
 
-def lmstudio_v0_router(models: Models) -> APIRouter:
-    """GET /api/v0/models and /api/v0/models/{id}: every catalog entry, loaded or not."""
+def lmstudio_v0_router(models: Models, *, chat: Answer, completion: Answer) -> APIRouter:
+    """GET /api/v0/models and /models/{id} (every catalog entry, loaded or not), and POST /api/v0/chat/completions
+    and /completions: the /v1 handlers (`chat`, `completion`) plus `stats`, `model_info` and `runtime`."""
     router = APIRouter()
+
+    @router.post("/api/v0/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        return await chat(request, GenerationReport)
+
+    @router.post("/api/v0/completions")
+    async def completions(request: Request) -> Response:
+        return await completion(request, GenerationReport)
 
     @router.get("/api/v0/models")
     async def list_models() -> dict[str, Any]:
