@@ -117,6 +117,7 @@ def create_app(
 
     @router.get("/v1/models")
     async def list_models() -> dict[str, Any]:
+        await models.refresh()
         return {"object": "list", "data": [openai_model(entry) for entry in models.entries()]}
 
     @router.get("/v1/models/{model_id:path}")

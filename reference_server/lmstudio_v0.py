@@ -118,6 +118,7 @@ def lmstudio_v0_router(models: Models, *, chat: Answer, completion: Answer) -> A
 
     @router.get("/api/v0/models")
     async def list_models() -> dict[str, Any]:
+        await models.refresh()
         return {"object": "list", "data": [model_row(models, entry) for entry in models.entries()]}
 
     @router.get("/api/v0/models/{model_id:path}")

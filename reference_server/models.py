@@ -66,7 +66,7 @@ class ModelEntry:
     params_string: str | None
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity: one object per load
 class Instance:
     """A loaded model: one per key."""
 
@@ -237,6 +237,7 @@ class Models:
         self._loading: dict[str, asyncio.Future[Instance]] = {}
         self._default: str | None = None
         self._tasks: set[asyncio.Future[None]] = set()
+        self._closing: set[Instance] = set()  # unloaded, engine not closed yet (closed by close() at the latest)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scan_lock = threading.Lock()
         self.rescan()
@@ -275,14 +276,19 @@ class Models:
         return list(self._entries.values())
 
     def entry(self, requested: str, *, param: str = "model") -> ModelEntry:
-        """The entry a request names (key, file name with or without .gguf, or publisher/key); else 404."""
+        """The entry a request names (key, file name with or without .gguf, or publisher/key); else 404.
+
+        Only the catalog as last scanned: acquire() and the listing routes scan the models directory again.
+        """
         found = self._find(requested)
-        if found is None and self.models_dir is not None:
-            self.rescan()  # a file may have arrived since (a download, a copy)
-            found = self._find(requested)
         if found is None:
             raise ApiError.model_not_found(requested, param=param)
         return found
+
+    async def refresh(self) -> None:
+        """rescan() in a worker thread, when there is a models directory (a file may have arrived since)."""
+        if self.models_dir is not None:
+            await asyncio.to_thread(self.rescan)
 
     def _find(self, requested: str) -> ModelEntry | None:
         for name in dict.fromkeys((requested, requested.rsplit("/", 1)[-1])):
@@ -357,6 +363,8 @@ class Models:
         max_jit_models that no lease holds.
         """
         self._loop = asyncio.get_running_loop()
+        if requested is not None and self._find(requested) is None:
+            await self.refresh()
         key = self._key_for(requested, param)
         load_seconds: float | None = None
         instance = self._instances.get(key)
@@ -389,13 +397,17 @@ class Models:
         return entries[0]
 
     async def load(self, requested: str, *, context_length: int | None = None, ttl: float | None = None) -> Instance:
-        """Load a model manually (exempt from auto-evict; no TTL unless given); a loaded one is returned as is."""
+        """Load a model manually: exempt from auto-evict, no TTL unless given. A model already loaded is returned;
+        if a request had loaded it, it becomes a manual load (with this ttl)."""
         self._loop = asyncio.get_running_loop()
+        if self._find(requested) is None:
+            await self.refresh()
         key = self.entry(requested).key
         instance = self._instances.get(key)
-        if instance is not None:
-            return instance
-        instance = await self._load(key, jit=False, ttl=ttl, context_length=context_length, observer=None)
+        if instance is None:
+            instance = await self._load(key, jit=False, ttl=ttl, context_length=context_length, observer=None)
+        if instance.jit:  # loaded by a request (or being loaded by one): now it is a manual load
+            instance.jit, instance.ttl = False, ttl
         if not instance.leases:
             self._start_idle_timer(instance)
         return instance
@@ -488,7 +500,9 @@ class Models:
         close = getattr(instance.backend, "close", None) if instance.owned else None
         if close is None:
             return
+        self._closing.add(instance)
         task = asyncio.ensure_future(asyncio.to_thread(close))
+        task.add_done_callback(lambda _: self._closing.discard(instance))
         self._keep(task)
 
     def _keep(self, task: asyncio.Future[None]) -> None:
@@ -510,11 +524,12 @@ class Models:
         self._evict()
 
     def _start_idle_timer(self, instance: Instance) -> None:
-        if instance.ttl is None or self._loop is None:
-            return
+        """(Re)start the instance's idle timer: it unloads the instance after its ttl (none without a ttl)."""
         if instance._idle_timer is not None:
             instance._idle_timer.cancel()
-        instance._idle_timer = self._loop.call_later(instance.ttl, self._expire, instance)
+            instance._idle_timer = None
+        if instance.ttl is not None and self._loop is not None:
+            instance._idle_timer = self._loop.call_later(instance.ttl, self._expire, instance)
 
     def _expire(self, instance: Instance) -> None:
         instance._idle_timer = None
@@ -525,7 +540,7 @@ class Models:
 
     def close(self) -> None:
         """Unload everything and close the engines this registry loaded (server shutdown; any thread)."""
-        instances = list(self._instances.values())
+        instances = [*self._instances.values(), *self._closing]
         self._instances.clear()
         for instance in instances:
             instance._unloaded = True

@@ -122,10 +122,33 @@ def test_an_unknown_model_is_a_404_naming_it(tmp_path: Path) -> None:
     assert "'nope'" in caught.value.message
 
 
-def test_rescan_finds_a_model_added_to_the_directory(tmp_path: Path) -> None:
-    models, _ = _registry(tmp_path, "alpha")
+def test_a_request_finds_a_model_added_to_the_directory(tmp_path: Path) -> None:
+    models, loader = _registry(tmp_path, "alpha")
     _models_dir(tmp_path, "beta")
-    assert models.entry("beta").key == "beta"  # a miss reads the directory again
+    with pytest.raises(ApiError):
+        models.entry("beta")  # not scanned yet
+
+    async def work() -> None:
+        (await models.acquire("beta")).release()  # a miss reads the directory again
+
+    _run(work)
+    assert loader.loads == ["beta"]
+    assert models.entry("beta").key == "beta"
+
+
+def test_a_manual_load_of_a_jit_loaded_model_makes_it_manual(tmp_path: Path) -> None:
+    models, loader = _registry(tmp_path, "alpha", "beta")
+
+    async def work() -> None:
+        (await models.acquire("alpha", ttl=5)).release()
+        instance = await models.load("alpha")
+        assert models.instance("alpha") is instance
+        assert (instance.jit, instance.ttl, instance._idle_timer) == (False, None, None)
+        (await models.acquire("beta")).release()  # auto-evict leaves alpha alone now
+        assert models.state("alpha") == "loaded"
+
+    _run(work)
+    assert loader.loads == ["alpha", "beta"]
 
 
 def test_metadata_is_read_without_loading_weights() -> None:
