@@ -369,7 +369,7 @@ class Models:
         load_seconds: float | None = None
         instance = self._instances.get(key)
         if instance is None:
-            instance = await self._load(key, jit=True, ttl=ttl, context_length=None, observer=observer)
+            instance = await self._load(self.entry(key), jit=True, ttl=ttl, context_length=None, observer=observer)
             load_seconds = instance.load_seconds
             instance = self._instances.get(key, instance)
             if instance._unloaded:  # unloaded again before this request got to it: load it once more
@@ -402,10 +402,10 @@ class Models:
         self._loop = asyncio.get_running_loop()
         if self._find(requested) is None:
             await self.refresh()
-        key = self.entry(requested).key
-        instance = self._instances.get(key)
+        entry = self.entry(requested)
+        instance = self._instances.get(entry.key)
         if instance is None:
-            instance = await self._load(key, jit=False, ttl=ttl, context_length=context_length, observer=None)
+            instance = await self._load(entry, jit=False, ttl=ttl, context_length=context_length, observer=None)
         if instance.jit:  # loaded by a request (or being loaded by one): now it is a manual load
             instance.jit, instance.ttl = False, ttl
         if not instance.leases:
@@ -414,19 +414,20 @@ class Models:
 
     async def _load(
         self,
-        key: str,
+        entry: ModelEntry,
         *,
         jit: bool,
         ttl: float | None,
         context_length: int | None,
         observer: LoadObserver | None,
     ) -> Instance:
-        """The instance of key once loaded; concurrent callers share one load."""
+        """The entry's instance once loaded; concurrent callers share one load (the first caller's settings)."""
+        key = entry.key
         loading = self._loading.get(key)
         if loading is None:
             loading = asyncio.get_running_loop().create_future()
             self._loading[key] = loading
-            task = asyncio.ensure_future(self._run_load(key, jit, ttl, context_length, loading))
+            task = asyncio.ensure_future(self._run_load(entry, jit, ttl, context_length, loading))
             self._keep(task)
         if observer is not None:
             observer.started(key)
@@ -437,9 +438,14 @@ class Models:
         return instance
 
     async def _run_load(
-        self, key: str, jit: bool, ttl: float | None, context_length: int | None, done: asyncio.Future[Instance]
+        self,
+        entry: ModelEntry,
+        jit: bool,
+        ttl: float | None,
+        context_length: int | None,
+        done: asyncio.Future[Instance],
     ) -> None:
-        entry = self._entries[key]
+        key = entry.key
         n_ctx = context_length or self.context_length
         started = time.perf_counter()
         try:
@@ -466,6 +472,7 @@ class Models:
         self._instances[key] = instance
         del self._loading[key]
         done.set_result(instance)
+        self._start_idle_timer(instance)  # idle until its waiters take their leases (if they are still there)
         if jit:
             self._evict(keep=instance)
 

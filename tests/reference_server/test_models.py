@@ -407,3 +407,18 @@ def test_serving_wraps_one_backend(reference_engine: Engine) -> None:
     assert not instance.jit
     assert not instance.owned
     assert instance.entry.info == reference_engine.info
+
+
+def test_a_jit_load_whose_request_left_still_unloads_after_its_ttl(tmp_path: Path) -> None:
+    models, loader = _registry(tmp_path, "alpha")
+    loader.gates["alpha"] = gate = threading.Event()
+
+    async def work() -> None:
+        waiting = asyncio.ensure_future(models.acquire("alpha", ttl=0.1))
+        await asyncio.sleep(0.05)
+        waiting.cancel()  # the client went away during the load
+        gate.set()
+        await _until(lambda: models.state("alpha") == "loaded", "the load to finish anyway")
+        await _until(lambda: models.state("alpha") == "not-loaded", "the unload of a model nobody holds")
+
+    _run(work)
