@@ -122,7 +122,7 @@ def create_app(
 
     @router.get("/v1/models/{model_id:path}")
     async def get_model(model_id: str) -> dict[str, Any]:
-        return openai_model(models.entry(model_id))
+        return openai_model(await models.find(model_id))
 
     @router.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:

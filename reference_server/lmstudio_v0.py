@@ -123,6 +123,6 @@ def lmstudio_v0_router(models: Models, *, chat: Answer, completion: Answer) -> A
 
     @router.get("/api/v0/models/{model_id:path}")
     async def get_model(model_id: str) -> dict[str, Any]:
-        return model_row(models, models.entry(model_id))
+        return model_row(models, await models.find(model_id))
 
     return router

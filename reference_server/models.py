@@ -285,6 +285,12 @@ class Models:
             raise ApiError.model_not_found(requested, param=param)
         return found
 
+    async def find(self, requested: str, *, param: str = "model") -> ModelEntry:
+        """entry(), scanning the models directory again (off the loop) when the catalog lacks the name."""
+        if self._find(requested) is None:
+            await self.refresh()
+        return self.entry(requested, param=param)
+
     async def refresh(self) -> None:
         """rescan() in a worker thread, when there is a models directory (a file may have arrived since)."""
         if self.models_dir is not None:
@@ -363,9 +369,7 @@ class Models:
         max_jit_models that no lease holds.
         """
         self._loop = asyncio.get_running_loop()
-        if requested is not None and self._find(requested) is None:
-            await self.refresh()
-        key = self._key_for(requested, param)
+        key = (await self.find(requested, param=param)).key if requested is not None else self._default_key(param)
         load_seconds: float | None = None
         instance = self._instances.get(key)
         if instance is None:
@@ -381,9 +385,8 @@ class Models:
             instance._idle_timer = None
         return Lease(self, instance, load_seconds)
 
-    def _key_for(self, requested: str | None, param: str) -> str:
-        if requested is not None:
-            return self.entry(requested, param=param).key
+    def _default_key(self, param: str) -> str:
+        """The model of a request that names none."""
         llms = [instance.id for instance in self._instances.values() if instance.entry.type == "llm"]
         if len(llms) == 1:
             return llms[0]
@@ -400,9 +403,7 @@ class Models:
         """Load a model manually: exempt from auto-evict, no TTL unless given. A model already loaded is returned;
         if a request had loaded it, it becomes a manual load (with this ttl)."""
         self._loop = asyncio.get_running_loop()
-        if self._find(requested) is None:
-            await self.refresh()
-        entry = self.entry(requested)
+        entry = await self.find(requested)
         instance = self._instances.get(entry.key)
         if instance is None:
             instance = await self._load(entry, jit=False, ttl=ttl, context_length=context_length, observer=None)
