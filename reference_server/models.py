@@ -88,7 +88,10 @@ class Instance:
 
 
 class LoadObserver(Protocol):
-    """Told about a JIT load a request waits for (LM Studio's /api/v1/chat model_load.* events)."""
+    """Told about a JIT load a request waits for (LM Studio's /api/v1/chat model_load.* events).
+
+    Every method is optional: an observer may define only those it needs.
+    """
 
     def started(self, key: str) -> None: ...
 
@@ -430,12 +433,10 @@ class Models:
             self._loading[key] = loading
             task = asyncio.ensure_future(self._run_load(entry, jit, ttl, context_length, loading))
             self._keep(task)
-        if observer is not None:
-            observer.started(key)
+        _notify(observer, "started", key)
         instance = await asyncio.shield(loading)
-        if observer is not None:
-            observer.progress(key, 1.0)
-            observer.ended(key, instance.load_seconds)
+        _notify(observer, "progress", key, 1.0)  # llama-cpp-python reports no progress while loading
+        _notify(observer, "ended", key, instance.load_seconds)
         return instance
 
     async def _run_load(
@@ -557,6 +558,13 @@ class Models:
             close = getattr(instance.backend, "close", None) if instance.owned else None
             if close is not None:
                 close()
+
+
+def _notify(observer: LoadObserver | None, event: str, *args: object) -> None:
+    """Call the observer's method for event if it has one (every LoadObserver method is optional)."""
+    method = getattr(observer, event, None)
+    if method is not None:
+        method(*args)
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

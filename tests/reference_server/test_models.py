@@ -422,3 +422,28 @@ def test_a_jit_load_whose_request_left_still_unloads_after_its_ttl(tmp_path: Pat
         await _until(lambda: models.state("alpha") == "not-loaded", "the unload of a model nobody holds")
 
     _run(work)
+
+
+class _Events:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def started(self, key: str) -> None:
+        self.seen.append(("started", key))
+
+    def ended(self, key: str, seconds: float) -> None:  # no progress(): every method is optional
+        assert seconds >= 0
+        self.seen.append(("ended", key))
+
+
+def test_an_observer_hears_about_the_load_its_request_waits_for(tmp_path: Path) -> None:
+    models, _ = _registry(tmp_path, "alpha")
+    first, second = _Events(), _Events()
+
+    async def work() -> None:
+        (await models.acquire("alpha", observer=first)).release()
+        (await models.acquire("alpha", observer=second)).release()  # loaded: nothing to hear
+
+    _run(work)
+    assert first.seen == [("started", "alpha"), ("ended", "alpha")]
+    assert second.seen == []
