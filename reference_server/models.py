@@ -90,14 +90,20 @@ class Instance:
 class LoadObserver(Protocol):
     """Told about a JIT load a request waits for (LM Studio's /api/v1/chat model_load.* events).
 
-    Every method is optional: an observer may define only those it needs.
+    Every method is optional: subclass LoadObserver and define only those you need (the others do nothing).
     """
 
-    def started(self, key: str) -> None: ...
+    def started(self, key: str) -> None:
+        """The load of key started (or this request joined one under way)."""
+        return  # a body: the method is optional, not abstract
 
-    def progress(self, key: str, fraction: float) -> None: ...
+    def progress(self, key: str, fraction: float) -> None:
+        """fraction (0 to 1) of the load is done."""
+        return  # a body: the method is optional, not abstract
 
-    def ended(self, key: str, seconds: float) -> None: ...
+    def ended(self, key: str, seconds: float) -> None:
+        """The load finished after seconds."""
+        return  # a body: the method is optional, not abstract
 
 
 class Lease:
@@ -433,10 +439,12 @@ class Models:
             self._loading[key] = loading
             task = asyncio.ensure_future(self._run_load(entry, jit, ttl, context_length, loading))
             self._keep(task)
-        _notify(observer, "started", key)
+        if observer is not None:
+            observer.started(key)
         instance = await asyncio.shield(loading)
-        _notify(observer, "progress", key, 1.0)  # llama-cpp-python reports no progress while loading
-        _notify(observer, "ended", key, instance.load_seconds)
+        if observer is not None:
+            observer.progress(key, 1.0)  # llama-cpp-python reports no progress while it loads
+            observer.ended(key, instance.load_seconds)
         return instance
 
     async def _run_load(
@@ -558,13 +566,6 @@ class Models:
             close = getattr(instance.backend, "close", None) if instance.owned else None
             if close is not None:
                 close()
-
-
-def _notify(observer: LoadObserver | None, event: str, *args: object) -> None:
-    """Call the observer's method for event if it has one (every LoadObserver method is optional)."""
-    method = getattr(observer, event, None)
-    if method is not None:
-        method(*args)
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -14,7 +14,7 @@ import pytest
 from reference_server.engine import Backend, Embeddings, Engine, Generation, GenerationRequest
 from reference_server.errors import ApiError
 from reference_server.model import ModelInfo, default_model_path
-from reference_server.models import Models, read_metadata, wheel_models
+from reference_server.models import LoadObserver, Models, read_metadata, wheel_models
 
 DEADLINE_S = 60.0  # generous: polls end as soon as the condition holds
 
@@ -424,7 +424,7 @@ def test_a_jit_load_whose_request_left_still_unloads_after_its_ttl(tmp_path: Pat
     _run(work)
 
 
-class _Events:
+class _Events(LoadObserver):
     def __init__(self) -> None:
         self.seen: list[tuple[str, str]] = []
 
