@@ -85,6 +85,7 @@ class Instance:
     """When it was last acquired (monotonic): auto-evict unloads the least recently used first."""
     _idle_timer: asyncio.TimerHandle | None = field(default=None, repr=False)
     _unloaded: bool = field(default=False, repr=False)
+    _closed: bool = field(default=False, repr=False)
 
 
 class LoadObserver(Protocol):
@@ -248,7 +249,7 @@ class Models:
         self._tasks: set[asyncio.Future[None]] = set()
         self._closing: set[Instance] = set()  # unloaded, engine not closed yet (closed by close() at the latest)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._scan_lock = threading.Lock()
+        self._close_lock = threading.Lock()
         self.rescan()
 
     @classmethod
@@ -277,8 +278,7 @@ class Models:
                 log.warning("skipping %s: %s", path, exc)
                 continue
             entries.setdefault(entry.key, entry)
-        with self._scan_lock:
-            self._entries = entries
+        self._entries = entries  # one assignment: readers see the old catalog or the new one
 
     def entries(self) -> list[ModelEntry]:
         """Every servable model, in catalog order."""
@@ -514,13 +514,23 @@ class Models:
             self._close_later(instance)
 
     def _close_later(self, instance: Instance) -> None:
-        close = getattr(instance.backend, "close", None) if instance.owned else None
-        if close is None:
+        """Close the instance's engine in a worker thread (if this registry owns it)."""
+        if not instance.owned:
             return
         self._closing.add(instance)
-        task = asyncio.ensure_future(asyncio.to_thread(close))
+        task = asyncio.ensure_future(asyncio.to_thread(self._close_backend, instance))
         task.add_done_callback(lambda _: self._closing.discard(instance))
         self._keep(task)
+
+    def _close_backend(self, instance: Instance) -> None:
+        """Close an owned instance's backend once, whichever thread gets here first (blocks while it closes)."""
+        with self._close_lock:
+            if instance._closed or not instance.owned:
+                return
+            instance._closed = True
+        close = getattr(instance.backend, "close", None)  # the Backend protocol has no close: test doubles
+        if close is not None:
+            close()
 
     def _keep(self, task: asyncio.Future[None]) -> None:
         self._tasks.add(task)
@@ -563,9 +573,7 @@ class Models:
             instance._unloaded = True
             if instance._idle_timer is not None:
                 instance._idle_timer.cancel()
-            close = getattr(instance.backend, "close", None) if instance.owned else None
-            if close is not None:
-                close()
+            self._close_backend(instance)
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
