@@ -183,8 +183,9 @@ class AnswerHook(Protocol):
 HookFactory = Callable[[Lease], AnswerHook]
 
 
-class _DraftStats:
-    """The /v1 hook of a request with draft_model: LM Studio's speculative decoding `stats`."""
+class _Extras:
+    """An answer's extra top-level fields: LM Studio's speculative decoding `stats` for a request with
+    draft_model, and a twin route's hook's fields (a hookless /v1 answer without draft_model has none)."""
 
     def __init__(self, draft_model: str | None, inner: AnswerHook | None) -> None:
         self.draft_model = draft_model
@@ -206,7 +207,7 @@ async def answer_chat(request: Request, hook: HookFactory | None = None) -> Resp
     lease = await lease_for(request, body.model, ttl=body.ttl)
     backend = lease.backend
     plan = await run_in_threadpool(plan_chat, body, backend, limits_of(request))
-    extra = _DraftStats(plan.model if body.draft_model is not None else None, hook(lease) if hook else None)
+    extra = _Extras(plan.model if body.draft_model is not None else None, hook(lease) if hook else None)
     generation = backend.generate(plan.generation)
     try:
         events = await unless_disconnected(
@@ -243,7 +244,7 @@ async def answer_completion(request: Request, hook: HookFactory | None = None) -
     )
     tokens = await run_in_threadpool(backend.tokenize, body.prompt_text)
     check_context(len(tokens), backend.n_ctx, param="prompt")
-    extra = _DraftStats(None, hook(lease) if hook else None)
+    extra = _Extras(None, hook(lease) if hook else None)
     generation = backend.generate(
         GenerationRequest(prompt_tokens=tuple(tokens), sampling=sampling_of(body, max_tokens))
     )
