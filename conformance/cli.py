@@ -197,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let /v1/responses `mcp` tools connect to the MCP servers they name (default: off, as in LM Studio)",
     )
+    serve.add_argument(
+        "--presets-dir",
+        metavar="DIR",
+        help="LM Studio presets (*.preset.json) that requests may name in their `preset` field (default: none)",
+    )
     _command(serve, "reference_server.cli:serve")
 
     record = sub(

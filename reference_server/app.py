@@ -42,6 +42,7 @@ from reference_server.openai_api import (
     usage,
     validation_error,
 )
+from reference_server.presets import Presets
 from reference_server.responses_api import DEFAULT_MAX_STORED, ResponseStore, responses_router
 from reference_server.serving import (
     INTERNAL_ERROR,
@@ -88,6 +89,7 @@ def create_app(
     limits: Limits | None = None,
     max_stored_responses: int = DEFAULT_MAX_STORED,
     allow_remote_mcp: bool = False,
+    presets: Presets | None = None,
 ) -> FastAPI:
     """The server app around a backend (the real Engine, or a test double with the same surface).
 
@@ -97,6 +99,7 @@ def create_app(
     app = FastAPI(title="llm-conformance reference server", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.api_keys = api_keys if api_keys is not None else ApiKeys()
     app.state.limits = limits if limits is not None else Limits()
+    app.state.presets = presets if presets is not None else Presets()
     _install_error_handlers(app)
 
     router = APIRouter(dependencies=[Depends(authorize)])

@@ -6,6 +6,7 @@ import argparse
 import errno
 import socket
 import sys
+from pathlib import Path
 
 import uvicorn
 
@@ -16,6 +17,7 @@ from reference_server.embedded import base_url, bind, server_config
 from reference_server.engine import Engine
 from reference_server.limits import Limits
 from reference_server.model import LlamaSettings, check_gguf, default_model_path
+from reference_server.presets import PresetError, Presets
 from reference_server.responses_api import DEFAULT_MAX_STORED
 
 __all__ = ["serve"]
@@ -45,6 +47,7 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     limits = _limits(args)
+    presets = _presets(args)
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:
@@ -64,11 +67,21 @@ def serve(args: argparse.Namespace) -> int:
         limits=limits,
         max_stored_responses=stored,
         allow_remote_mcp=getattr(args, "allow_remote_mcp", False),
+        presets=presets,
     )
     server = uvicorn.Server(server_config(app))
     server.run(sockets=[sock])
     print("Stopped.", file=sys.stderr)
     return 0
+
+
+def _presets(args: argparse.Namespace) -> Presets:
+    """The presets of --presets-dir (none without it); a file the server cannot use stops the start-up."""
+    directory = getattr(args, "presets_dir", None)
+    try:
+        return Presets.load(None if directory is None else Path(directory))
+    except PresetError as exc:
+        raise UsageError(f"cannot load the presets of --presets-dir: {exc}") from None
 
 
 def _limits(args: argparse.Namespace) -> Limits:

@@ -21,6 +21,7 @@ from reference_server.auth import ApiKeys
 from reference_server.engine import Engine
 from reference_server.limits import Limits
 from reference_server.model import LlamaSettings, check_gguf, default_model_path
+from reference_server.presets import Presets
 
 __all__ = ["ServerProcess", "bind", "engine_for", "run_app", "serve_in_thread", "serve_subprocess"]
 
@@ -111,11 +112,16 @@ def serve_in_thread(
     threads: int | None = None,
     limits: Limits | None = None,
     allow_remote_mcp: bool = False,
+    presets_dir: Path | None = None,
 ) -> Iterator[str]:
-    """The reference server on a free port in this process: yields e.g. "http://127.0.0.1:54321"."""
+    """The reference server on a free port in this process: yields e.g. "http://127.0.0.1:54321".
+
+    presets_dir: where its presets are (`*.preset.json`); PresetError when one cannot be used.
+    """
+    presets = Presets.load(presets_dir)
     engine = engine_for(model_path, ctx=ctx, threads=threads)
     keys = ApiKeys(() if api_key is None else (api_key,))
-    app = create_app(engine, api_keys=keys, limits=limits, allow_remote_mcp=allow_remote_mcp)
+    app = create_app(engine, api_keys=keys, limits=limits, allow_remote_mcp=allow_remote_mcp, presets=presets)
     with run_app(app, host=host, port=port) as url:
         yield url
 
