@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         "missing (LM Studio's own is expected of a server that identifies as LM Studio) (default: none)",
     )
     run.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="a preset the server has (LM Studio: its identifier, e.g. @local:NAME): 0.3.14/presets checks that "
+        "naming it in a request applies it (default: none, that check is skipped)",
+    )
+    run.add_argument(
         "--exchange-timeout",
         type=_positive_seconds,
         default=DEFAULT_EXCHANGE_TIMEOUT,
