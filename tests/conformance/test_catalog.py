@@ -103,7 +103,6 @@ def test_in_scope_api_items_have_checks_and_the_rest_none() -> None:
         assert item.skip_reason is None
 
 
-
 def test_cli_items_are_skipped_with_the_reason() -> None:
     cli = [item for item in ITEMS if item.kind is Kind.CLI]
     assert {item.version for item in cli} == CLI_VERSIONS
