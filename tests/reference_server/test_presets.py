@@ -44,6 +44,10 @@ def presets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _write(directory, "short", SHORT)
     _write(directory, "pirate", PIRATE, name="Pirate Captain")
     _write(directory, "unchecked", [_field("llm.prediction.maxPredictedTokens", {"checked": False, "value": 3})])
+    _write(directory, "top-k-1", [_field("llm.prediction.topKSampling", 1)])
+    _write(directory, "min-p-1", [_field("llm.prediction.minPSampling", {"checked": True, "value": 1.0})])
+    _write(directory, "no-repeats", [_field("llm.prediction.repeatPenalty", {"checked": True, "value": 3.0})])
+    _write(directory, "hot", [_field("llm.prediction.temperature", 2.0)])
     return directory
 
 
@@ -320,6 +324,33 @@ def test_chat_system_prompt_reaches_the_model_unless_the_request_has_one(http: h
     assert prompt_tokens(preset="Pirate Captain") == as_system != prompt_tokens()
     own = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": COUNT}]
     assert prompt_tokens(messages=own, preset="pirate") == prompt_tokens(messages=own) < as_system
+
+
+def _text(http: httpx.Client, **fields: Any) -> str:
+    reply = http.post("/v1/chat/completions", json=_chat(max_tokens=20, **fields))
+    assert reply.status_code == 200, reply.text
+    text: str = reply.json()["choices"][0]["message"]["content"]
+    return text
+
+
+@pytest.mark.parametrize("preset", ["top-k-1", "min-p-1"])
+def test_a_sampling_cut_to_one_token_makes_a_hot_request_greedy(http: httpx.Client, preset: str) -> None:
+    """Unlike LM Studio 0.3.39 (lmstudio-bug-tracker#1389), a preset's sampling settings apply."""
+    greedy = _text(http)
+    assert _text(http, temperature=2.0, seed=7) != greedy  # the control: hot sampling wanders off
+    assert _text(http, temperature=2.0, seed=7, preset=preset) == greedy
+
+
+def test_a_preset_temperature_applies_and_the_requests_wins(http: httpx.Client) -> None:
+    greedy = _text(http)
+    body = {"messages": [{"role": "user", "content": COUNT}], "seed": 7, "max_tokens": 20, "preset": "hot"}
+    hot = http.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+    assert hot == _text(http, temperature=2.0, seed=7) != greedy
+    assert _text(http, preset="hot") == greedy  # the request's temperature 0 beats the preset's 2.0
+
+
+def test_a_preset_repeat_penalty_changes_a_repetitive_answer(http: httpx.Client) -> None:
+    assert _text(http, preset="no-repeats") != _text(http)
 
 
 def test_streamed_chat_gets_the_preset_too(http: httpx.Client) -> None:
