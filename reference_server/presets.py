@@ -61,6 +61,8 @@ def _number(value: Any) -> float:
 
 
 def _integer(value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError("an integer")
     return value
@@ -249,15 +251,17 @@ class Presets:
 
     def __init__(self, presets: Iterable[Preset] = ()) -> None:
         self._all = tuple(presets)
-        self._by_name: dict[str, Preset] = {}
+        self._by_identifier: dict[str, Preset] = {}
+        self._by_name: dict[str, list[Preset]] = {}
         for preset in self._all:
-            for name in preset.names:
-                other = self._by_name.setdefault(name, preset)
-                if other is not preset:
-                    raise PresetError(
-                        f"{preset.path}: {name!r} also names the preset in {other.path}; give each preset its own "
-                        "identifier and name"
-                    )
+            other = self._by_identifier.setdefault(preset.identifier, preset)
+            if other is not preset:
+                raise PresetError(
+                    f"{preset.path}: its identifier {preset.identifier!r} is also that of {other.path}; give each "
+                    "preset its own identifier"
+                )
+            for name in preset.names[1:]:
+                self._by_name.setdefault(name, []).append(preset)
 
     @classmethod
     def load(cls, directory: Path | None) -> Presets:
@@ -278,10 +282,19 @@ class Presets:
         return len(self._all)
 
     def resolve(self, name: str) -> Preset:
-        """The preset a request names; an unknown name is a 400 (param `preset`) listing the known ones."""
-        preset = self._by_name.get(name)
+        """The preset a request names (identifier first); an unknown or ambiguous name is a 400 (param `preset`)."""
+        preset = self._by_identifier.get(name)
         if preset is not None:
             return preset
+        found = self._by_name.get(name, [])
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise ApiError.bad_request(
+                f"preset {name!r} is ambiguous: it names {', '.join(p.identifier for p in found)}; name one by its "
+                "identifier",
+                param="preset",
+            )
         if not self._all:
             known = "this server has no presets (start it with --presets-dir DIR holding *.preset.json files)"
         else:

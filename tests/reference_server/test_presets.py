@@ -132,11 +132,20 @@ def test_no_directory_means_no_presets_and_a_missing_one_is_an_error(tmp_path: P
         Presets.load(tmp_path / "nowhere")
 
 
-def test_two_presets_claiming_one_name_are_refused(tmp_path: Path) -> None:
+def test_two_presets_with_one_identifier_are_refused(tmp_path: Path) -> None:
+    _write(tmp_path, "a", [], identifier="@local:same")
+    _write(tmp_path, "b", [], identifier="@local:same")
+    with pytest.raises(PresetError, match="its identifier '@local:same' is also that of"):
+        Presets.load(tmp_path)
+
+
+def test_a_name_two_presets_share_must_be_given_as_an_identifier(tmp_path: Path) -> None:
     _write(tmp_path, "a", [], name="same")
     _write(tmp_path, "b", [], name="same")
-    with pytest.raises(PresetError, match="'same' also names the preset in"):
-        Presets.load(tmp_path)
+    presets = Presets.load(tmp_path)
+    assert presets.resolve("@local:b").path.name == "b.preset.json"
+    with pytest.raises(ApiError, match="'same' is ambiguous: it names @local:a, @local:b"):
+        presets.resolve("same")
 
 
 def test_a_preset_is_named_by_identifier_name_or_file_name(presets_dir: Path) -> None:
