@@ -281,6 +281,41 @@ def test_a_setting_the_endpoint_refuses_is_a_400_naming_the_preset(tmp_path: Pat
     assert "'@local:hot'" in raised.value.message
 
 
+def test_applying_keeps_everything_else_of_a_rich_request(tmp_path: Path) -> None:
+    stops = Preset.read(_write(tmp_path, "stops", [_field("llm.prediction.stopStrings", ["##"])]))
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    chat = {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+            {"role": "assistant", "tool_calls": [{"id": "c1", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+        ],
+        "tools": [tool],
+        "tool_choice": {"type": "function", "function": {"name": "f"}},
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}},
+        "vendor_extra": {"kept": True},
+    }
+    body = ChatCompletionRequest.model_validate(chat)
+    out = stops.apply(body)
+    assert out.stop == ["##"]
+    assert out.model_dump(exclude={"stop"}) == body.model_dump(exclude={"stop"})
+    blocks = {
+        "model": "m",
+        "max_tokens": 50,
+        "thinking": {"type": "enabled", "budget_tokens": 10},
+        "tool_choice": {"type": "auto"},
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "hi"}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]},
+        ],
+    }
+    message = MessagesRequest.model_validate(blocks)
+    applied = stops.apply(message)
+    assert applied.stop_sequences == ["##"]
+    assert applied.model_dump(exclude={"stop_sequences"}) == message.model_dump(exclude={"stop_sequences"})
+
+
 def test_embeddings_have_nothing_to_fill(every: Preset) -> None:
     body = EmbeddingRequest.model_validate({"input": "hi"})
     assert every.apply(body) is body
