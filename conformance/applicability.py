@@ -9,6 +9,7 @@ from conformance.check import Item
 from conformance.exchange import Exchange
 from conformance.findings import clip
 from conformance.verdicts import items as ids
+from conformance.verdicts.presets import names_unknown_preset
 
 __all__ = ["ABSENT_STATUSES", "unimplemented"]
 
@@ -38,6 +39,8 @@ def unimplemented(item: Item, exchanges: Sequence[Exchange]) -> tuple[str, dict[
         evidence = {"request": request, "exchange": index, "status": response.status, "body": _excerpt(response.body)}
         if item.id == ids.SPECULATIVE_DECODING and _ignores_draft_model(exchange):
             return f"the answer to {request} with `draft_model` has no `stats`: the server ignores it", evidence
+        if item.id == ids.PRESETS and _ignores_preset(exchange):
+            return f"{request} naming a preset that cannot exist was answered: the server ignores `preset`", evidence
         if response.status in ABSENT_STATUSES:
             absent = absent or (f"{request} answered {response.status}", evidence)
         elif 200 <= response.status < 300 and _unexpected_endpoint(response.body):
@@ -58,6 +61,13 @@ def _ignores_draft_model(exchange: Exchange) -> bool:
     if not asked or response is None or response.is_stream or not 200 <= response.status < 300:
         return False
     return isinstance(response.body, dict) and "stats" not in response.body
+
+
+def _ignores_preset(exchange: Exchange) -> bool:
+    response = exchange.response
+    if response is None or not names_unknown_preset(exchange.request.json) or not 200 <= response.status < 300:
+        return False
+    return not _unexpected_endpoint(response.body)
 
 
 def _excerpt(body: Any) -> Any:

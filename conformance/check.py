@@ -61,6 +61,8 @@ class Target:
     api_key: str | None = None
     expect: frozenset[str] = frozenset()
     """Surfaces the run requires (`--expect lmstudio`): a missing one fails instead of skipping."""
+    preset: str | None = None
+    """A preset the server has (`--preset NAME`), for 0.3.14/presets to show that naming it applies it."""
 
     def expects(self, extension: str) -> bool:
         """Whether a missing `extension` is a failure: asked for, or LM Studio's own on LM Studio."""

@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         "missing (LM Studio's own is expected of a server that identifies as LM Studio) (default: none)",
     )
     run.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="a preset the server has (LM Studio: its identifier, e.g. @local:NAME): 0.3.14/presets checks that "
+        "naming it in a request applies it (default: none, that check is skipped)",
+    )
+    run.add_argument(
         "--exchange-timeout",
         type=_positive_seconds,
         default=DEFAULT_EXCHANGE_TIMEOUT,
@@ -222,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-remote-mcp",
         action="store_true",
         help="let /v1/responses `mcp` tools connect to the MCP servers they name (default: off, as in LM Studio)",
+    )
+    serve.add_argument(
+        "--presets-dir",
+        metavar="DIR",
+        help="LM Studio presets (*.preset.json) that requests may name in their `preset` field (default: none)",
     )
     _command(serve, "reference_server.cli:serve")
 

@@ -75,6 +75,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="a surface the server must implement (repeatable): its items fail instead of skipping when missing",
     )
     group.addoption(
+        "--conformance-preset",
+        dest="conformance_preset",
+        metavar="NAME",
+        help="a preset the server has, for 0.3.14/presets to check that naming it applies it; write "
+        "--conformance-preset=@local:NAME (pytest reads a lone @ argument as a file of arguments)",
+    )
+    group.addoption(
         "--conformance-exchange-timeout",
         dest="conformance_exchange_timeout",
         type=float,
@@ -138,7 +145,11 @@ def conformance_target(pytestconfig: pytest.Config, conformance_http_client: htt
             api_key=pytestconfig.getoption("conformance_api_key"),
             option="--conformance-base-url",
         )
-        return replace(target, expect=frozenset(pytestconfig.getoption("conformance_expect")))
+        return replace(
+            target,
+            expect=frozenset(pytestconfig.getoption("conformance_expect")),
+            preset=pytestconfig.getoption("conformance_preset"),
+        )
     except UsageError as exc:
         pytest.exit(f"conformance: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 

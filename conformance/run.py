@@ -46,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     context = RunContext("run", suite_version(), only, command_line(getattr(args, "argv", None), args.api_key))
     with default_client() as client, _server(args) as base_url:
         target = resolve_target(client, base_url, model=args.model, api_key=args.api_key)
-        target = replace(target, expect=frozenset(args.expect))
+        target = replace(target, expect=frozenset(args.expect), preset=getattr(args, "preset", None))
         _make_dir(directory)
         watch = _Watch(client, target)
         try:

@@ -305,6 +305,7 @@ def _plan(body: CountTokensRequest, backend: Backend, signer: Signer, limits: Li
             stop=body.stop_sequences or None,
             temperature=body.temperature,
             top_p=body.top_p,
+            top_k=body.top_k,
         )
     try:
         request = ChatCompletionRequest.model_validate(chat)

@@ -44,6 +44,7 @@ from reference_server.openai_api import (
     usage,
     validation_error,
 )
+from reference_server.presets import Presets
 from reference_server.responses_api import DEFAULT_MAX_STORED, ResponseStore, responses_router
 from reference_server.serving import (
     INTERNAL_ERROR,
@@ -90,7 +91,7 @@ def create_app(
     limits: Limits | None = None,
     max_stored_responses: int = DEFAULT_MAX_STORED,
     allow_remote_mcp: bool = False,
-    presets: object | None = None,
+    presets: Presets | None = None,
     download_sources: Sequence[Path] = (),
 ) -> FastAPI:
     """The server app around a model registry (a bare backend, real or a test double, is served alone).
@@ -104,7 +105,7 @@ def create_app(
     app.state.api_keys = api_keys if api_keys is not None else ApiKeys()
     app.state.limits = limits if limits is not None else Limits()
     app.state.models = models
-    app.state.presets = presets
+    app.state.presets = presets if presets is not None else Presets()
     app.state.download_sources = tuple(download_sources)
     app.add_middleware(LeaseScope)
     _install_error_handlers(app)

@@ -196,6 +196,9 @@ def sampling_of(request: Any, max_tokens: int | None) -> Sampling:
         stop=request.stops,
         frequency_penalty=request.frequency_penalty or 0.0,
         presence_penalty=request.presence_penalty or 0.0,
+        top_k=defaults.top_k if request.top_k is None else request.top_k,
+        min_p=defaults.min_p if request.min_p is None else request.min_p,
+        repeat_penalty=defaults.repeat_penalty if request.repeat_penalty is None else request.repeat_penalty,
     )
 
 

@@ -19,6 +19,7 @@ from reference_server.engine import Engine
 from reference_server.limits import Limits
 from reference_server.model import LlamaSettings, check_gguf, default_model_path
 from reference_server.models import DEFAULT_TTL, Models, engine_loader
+from reference_server.presets import PresetError, Presets
 from reference_server.responses_api import DEFAULT_MAX_STORED
 
 __all__ = ["serve"]
@@ -55,6 +56,7 @@ def serve(args: argparse.Namespace) -> int:
     max_jit_models = getattr(args, "max_jit_models", 1)
     if max_jit_models < 1:
         raise UsageError(f"--max-jit-models {max_jit_models} must be at least 1")
+    presets = _presets(args)
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:
@@ -84,6 +86,7 @@ def serve(args: argparse.Namespace) -> int:
         limits=limits,
         max_stored_responses=stored,
         allow_remote_mcp=getattr(args, "allow_remote_mcp", False),
+        presets=presets,
     )
     server = uvicorn.Server(server_config(app))
     try:
@@ -104,6 +107,13 @@ def _models_dir(args: argparse.Namespace) -> Path | None:
         what = "does not exist" if not path.exists() else "is not a directory"
         raise UsageError(f"--models-dir {value!r} {what}; pass a directory holding .gguf files (or create it)")
     return path
+def _presets(args: argparse.Namespace) -> Presets:
+    """The presets of --presets-dir (none without it); a file the server cannot use stops the start-up."""
+    directory = getattr(args, "presets_dir", None)
+    try:
+        return Presets.load(None if directory is None else Path(directory))
+    except PresetError as exc:
+        raise UsageError(f"cannot load the presets of --presets-dir: {exc}") from None
 
 
 def _limits(args: argparse.Namespace) -> Limits:

@@ -22,6 +22,7 @@ from reference_server.engine import Engine
 from reference_server.limits import Limits
 from reference_server.model import LlamaSettings, check_gguf, default_model_path
 from reference_server.models import DEFAULT_TTL, Models, engine_loader
+from reference_server.presets import Presets
 
 __all__ = ["ServerProcess", "bind", "engine_for", "run_app", "serve_in_thread", "serve_subprocess"]
 
@@ -116,12 +117,15 @@ def serve_in_thread(
     models_dir: str | os.PathLike[str] | None = None,
     ttl: float | None = DEFAULT_TTL,
     max_jit_models: int = 1,
+    presets_dir: Path | None = None,
 ) -> Iterator[str]:
     """The reference server on a free port in this process: yields e.g. "http://127.0.0.1:54321".
 
     The start-up model is the process-wide engine of engine_for (shared, never closed here); models it
     JIT-loads (from installed wheels or models_dir) get engines of their own, closed on unload and on exit.
+    presets_dir: where its presets are (`*.preset.json`); PresetError when one cannot be used.
     """
+    presets = Presets.load(presets_dir)
     engine = engine_for(model_path, ctx=ctx, threads=threads)
     keys = ApiKeys([*api_keys, *(() if api_key is None else (api_key,))])
     models = Models(
@@ -132,7 +136,7 @@ def serve_in_thread(
         context_length=ctx,
     )
     models.adopt(engine, owned=False)
-    app = create_app(models, api_keys=keys, limits=limits, allow_remote_mcp=allow_remote_mcp)
+    app = create_app(models, api_keys=keys, limits=limits, allow_remote_mcp=allow_remote_mcp, presets=presets)
     try:
         with run_app(app, host=host, port=port) as url:
             yield url

@@ -121,6 +121,11 @@ class _SamplingFields(LifecycleFields):
     n: int | None = Field(default=None, ge=1)
     frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    top_k: int | None = Field(default=None, ge=0)
+    """Not OpenAI's: llama.cpp's and LM Studio's top-k (0: off), as its presets' topKSampling."""
+    min_p: float | None = Field(default=None, ge=0, le=1)
+    repeat_penalty: float | None = Field(default=None, gt=0)
+    """1: none."""
     draft_model: str | None = None
 
     @property

@@ -18,6 +18,7 @@ from reference_server.engine import Finished, GrammarError
 from reference_server.errors import ApiError
 from reference_server.limits import Limits
 from reference_server.openai_api import parse_request
+from reference_server.presets import Presets
 
 __all__ = [
     "INTERNAL_ERROR",
@@ -56,8 +57,16 @@ async def read_body(request: Request) -> bytes:
 
 
 async def parse_body[M: BaseModel](request: Request, model: type[M]) -> M:
-    """Read and validate a JSON body; parsing runs in a worker thread, as any request preparation should."""
-    return await run_in_threadpool(parse_request, model, await read_body(request))
+    """Read and validate a JSON body, with the preset it names applied (the server's, in app.state.presets).
+
+    Parsing runs in a worker thread, as any request preparation should. An unknown preset is a 400.
+    """
+    presets: Presets = getattr(request.app.state, "presets", None) or Presets()
+    return await run_in_threadpool(_parse, model, await read_body(request), presets)
+
+
+def _parse[M: BaseModel](model: type[M], body: bytes, presets: Presets) -> M:
+    return presets.apply_named(parse_request(model, body))
 
 
 async def first_event[E](generation: AsyncIterator[E], *, grammar_param: str | None = None) -> AsyncIterator[E]:

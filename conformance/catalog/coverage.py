@@ -17,6 +17,7 @@ from conformance.exchange import Exchange, Request
 from conformance.findings import ERROR, Finding
 from conformance.verdicts import Context, answer
 from conformance.verdicts import items as ids
+from conformance.verdicts.presets import names_unknown_preset
 from conformance.verdicts.tools import normalised_name
 
 __all__ = ["exercises", "recorded_status", "unimplemented"]
@@ -145,6 +146,7 @@ _EXERCISED_BY: dict[str, Predicate] = {
     ids.TOOLS_REQUEST_ROBUSTNESS: _unusual_tool,
     ids.TTL: lambda ctx: ctx.response is not None and "ttl" in ctx.request,
     ids.SPECULATIVE_DECODING: lambda ctx: ctx.response is not None and "draft_model" in ctx.request,
+    ids.PRESETS: lambda ctx: ctx.response is not None and names_unknown_preset(ctx.request),
     ids.STREAM_INCLUDE_USAGE: _streamed,
     ids.STREAM_ERRORS: _stream_error,
     ids.STREAM_USAGE_CORRECT: _usage_asked,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from conformance.catalog import exercised as ex
 from conformance.catalog import requests as rq
 from conformance.catalog.expect import has_content, lists_models, make_check, same_vectors, succeeded
+from conformance.catalog.presets import PRESETS
 from conformance.check import LMSTUDIO, Item, Kind
 from conformance.verdicts import items as ids
 
@@ -68,14 +69,7 @@ _SPECULATIVE = Item(
     ),
 )
 
-_PRESETS = Item(
-    id="0.3.14/presets",
-    version="0.3.14",
-    title="Preset support in API requests (the changelog gives no wire format, so there is nothing to check)",
-    kind=Kind.API,
-    endpoints=(rq.CHAT,),
-    extension=LMSTUDIO,
-)
+_PRESETS = PRESETS
 
 _CAPABILITIES = Item(
     id=ids.MODEL_CAPABILITIES,

@@ -13,6 +13,7 @@ from conformance.verdicts import (
     errors,
     framing,
     models,
+    presets,
     responses,
     sdk,
     structured,
@@ -54,6 +55,7 @@ RULES: tuple[Rule, ...] = (
     *sdk.RULES,
     *embeddings.RULES,
     *models.RULES,
+    *presets.RULES,
     *responses.RULES,
 )
 """Every rule, in the order findings are reported: transport and errors, framing, schemas, then meaning."""

@@ -15,6 +15,7 @@ __all__ = [
     "NO_EMPTY_FUNCTION_NAME",
     "PARALLEL_TOOL_CALLS_CHUNKED",
     "PARALLEL_TOOL_CALLS_STREAM",
+    "PRESETS",
     "REASONING_CONTENT",
     "REASONING_FIELD",
     "RESPONSES",
@@ -50,6 +51,7 @@ TOOL_CALLING = "0.3.6/tool-calling"
 TTL = "0.3.9/ttl"
 REASONING_CONTENT = "0.3.9/reasoning-content"
 SPECULATIVE_DECODING = "0.3.10/speculative-decoding"
+PRESETS = "0.3.14/presets"
 TOOL_CHOICE = "0.3.15/tool-choice"
 FINISH_REASON_TOOL_CALLS = "0.3.15/finish-reason-tool-calls"
 MODEL_CAPABILITIES = "0.3.16/model-capabilities"

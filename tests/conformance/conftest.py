@@ -17,7 +17,10 @@ from conformance.findings import Finding
 from conformance.sse import parse_sse
 
 MODEL = "fake-model-1b"
-TARGET = Target(base_url="http://fake.invalid", model=MODEL)
+PRESET = "@local:fake-preset"
+PRESET_SYSTEM = "You answer briefly."
+"""The preset the fake server has (its system prompt), named by TARGET as `--preset` would."""
+TARGET = Target(base_url="http://fake.invalid", model=MODEL, preset=PRESET)
 _MISSING: Any = object()
 
 
@@ -258,6 +261,7 @@ BUGS = frozenset(
         "no_reasoning",  # the model does not reason
         "no_lmstudio_api",  # /api/v0 routes answer 404, draft_model is ignored
         "lmstudio_unexpected",  # /api/v0 routes answer LM Studio's "Unexpected endpoint" 200
+        "ignore_presets",  # `preset` is ignored, known or not (as llama-server, or LM Studio #1389 for sampling)
     }
 )
 
@@ -354,6 +358,12 @@ class FakeServer:
 
     def _chat(self, body: dict[str, Any]) -> tuple[int, Any]:
         messages = body["messages"]
+        preset = body.get("preset")
+        if preset is not None and "ignore_presets" not in self.bugs:
+            if preset != PRESET:
+                return self._invalid(f"no preset named {preset!r}")
+            if not any(isinstance(m, dict) and m.get("role") == "system" for m in messages):
+                messages = [{"role": "system", "content": PRESET_SYSTEM}, *messages]
         tools = body.get("tools") or []
         choice = body.get("tool_choice")
         roles = {m.get("role") for m in messages if isinstance(m, dict)}

@@ -51,7 +51,7 @@ API_IDS = {
     "base/models",
     "base/errors",
 }
-NOT_BUILT = {i for i in API_IDS if i.startswith("0.4.") or i == "0.3.14/presets"} - {"0.4.1/anthropic-messages"}
+NOT_BUILT = {i for i in API_IDS if i.startswith("0.4.")} - {"0.4.1/anthropic-messages"}
 MODEL_SPECIFIC = {
     "0.3.18/mistral-v13-tool-calling": ("mistral",),
     "0.3.19/mistral-tool-parsing": ("mistral",),
@@ -103,10 +103,6 @@ def test_in_scope_api_items_have_checks_and_the_rest_none() -> None:
         assert item.skip_reason is None
 
 
-def test_presets_says_why_it_is_not_covered() -> None:
-    assert "no wire format" in by_id("0.3.14/presets").title
-
-
 def test_cli_items_are_skipped_with_the_reason() -> None:
     cli = [item for item in ITEMS if item.kind is Kind.CLI]
     assert {item.version for item in cli} == CLI_VERSIONS
@@ -131,7 +127,7 @@ def test_by_id_names_known_ids_when_missing() -> None:
 
 
 def test_plans_are_small_seeded_and_use_the_target_model() -> None:
-    target = Target(base_url="http://x.invalid", model="target-model")
+    target = Target(base_url="http://x.invalid", model="target-model", preset="a-preset")
     for item in ITEMS:
         if item.extension == "anthropic":
             continue  # Anthropic's API has no seed: tests/conformance/test_anthropic_checks.py
