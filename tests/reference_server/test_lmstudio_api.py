@@ -1,0 +1,348 @@
+"""LM Studio's native REST API v1 of the reference server (/api/v1/*), over a real socket.
+
+The model registry is a small test double of `models.Models` (INTERFACES.md section 1) around the session's
+engine: every key it serves is the same SmolLM2 weights, and a "load" only records the instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import re
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from reference_server import lmstudio_api
+from reference_server.app import create_app
+from reference_server.auth import ApiKeys
+from reference_server.downloads import Downloads, _Job
+from reference_server.embedded import run_app
+from reference_server.engine import Backend, Embeddings, Engine, Generation, GenerationRequest
+from reference_server.errors import ApiError, native_error_body
+from reference_server.model import ModelInfo, model_id_for
+from reference_server.prompt import ChatTemplate
+
+GREEDY: dict[str, Any] = {"temperature": 0, "seed": 7}
+JIT_KEY = "smollm2-jit"
+EMBED_KEY = "smollm2-embed"
+RESPONSE_ID = re.compile(r"^resp_[0-9a-f]{48}$")
+
+
+# ---- a test double of models.Models -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FakeEntry:
+    key: str
+    path: Path
+    type: Literal["llm", "embedding"]
+    info: ModelInfo
+    size_bytes: int
+    display_name: str
+    params_string: str | None
+
+
+class Renamed:
+    """The session engine answering under another model's info (a second key on the same weights)."""
+
+    def __init__(self, engine: Engine, info: ModelInfo) -> None:
+        self._engine = engine
+        self.info = info
+        self.template: ChatTemplate = engine.template
+
+    @property
+    def n_ctx(self) -> int:
+        return self._engine.n_ctx
+
+    def tokenize(self, text: str) -> list[int]:
+        return self._engine.tokenize(text)
+
+    def generate(self, request: GenerationRequest) -> Generation:
+        return self._engine.generate(request)
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        return await self._engine.embed(texts)
+
+
+@dataclass
+class FakeInstance:
+    id: str
+    entry: FakeEntry
+    backend: Backend
+    context_length: int
+    jit: bool
+    ttl: float | None
+    load_seconds: float
+
+
+@dataclass
+class FakeLease:
+    backend: Backend
+    instance: FakeInstance
+    model: str
+    load_seconds: float | None
+    models: FakeModels
+    released: bool = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.models.held -= 1
+
+
+@dataclass
+class FakeModels:
+    engine: Engine
+    models_dir: Path | None = None
+    default_ttl: float | None = 3600.0
+    max_jit_models: int = 1
+    embedding: bool = False
+    held: int = 0
+    loads: list[tuple[str, int | None]] = field(default_factory=list)
+    _extra: list[FakeEntry] = field(default_factory=list)
+    _instances: dict[str, FakeInstance] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.base = self._entry(self.engine.info.path, self.engine.info.id)
+        self._instances[self.base.key] = self._instance(self.base, None, jit=False, ttl=None)
+        self.rescan()
+
+    def _entry(self, path: Path, key: str, kind: Literal["llm", "embedding"] = "llm") -> FakeEntry:
+        info = replace(self.engine.info, id=key, path=path)
+        return FakeEntry(key, path, kind, info, path.stat().st_size, f"{key} (test)", "135M")
+
+    def _instance(self, entry: FakeEntry, context: int | None, *, jit: bool, ttl: float | None) -> FakeInstance:
+        backend = Renamed(self.engine, entry.info)
+        return FakeInstance(entry.key, entry, backend, context or self.engine.n_ctx, jit, ttl, 0.25)
+
+    def rescan(self) -> None:
+        found = sorted(self.models_dir.rglob("*.gguf")) if self.models_dir else []
+        self._extra = [self._entry(path, model_id_for(path)) for path in found]
+        if self.embedding:
+            self._extra.append(self._entry(self.engine.info.path, EMBED_KEY, "embedding"))
+
+    def entries(self) -> list[FakeEntry]:
+        return [self.base, *self._extra]
+
+    def entry(self, requested: str, *, param: str = "model") -> FakeEntry:
+        for entry in self.entries():
+            if requested in (entry.key, entry.path.name) or requested.rsplit("/", 1)[-1] == entry.key:
+                return entry
+        raise ApiError.model_not_found(requested, param=param)
+
+    def instances(self) -> list[FakeInstance]:
+        return list(self._instances.values())
+
+    def instance(self, key: str) -> FakeInstance | None:
+        return self._instances.get(key)
+
+    async def acquire(
+        self, requested: str | None, *, ttl: float | None = None, param: str = "model", observer: Any = None
+    ) -> FakeLease:
+        entry = self.entry(requested, param=param) if requested else self.base
+        load_seconds = None
+        if entry.key not in self._instances:
+            if observer is not None:
+                observer.started(entry.key)
+                observer.progress(entry.key, 0.5)
+            await asyncio.sleep(0)
+            self._instances[entry.key] = instance = self._instance(entry, None, jit=True, ttl=ttl or self.default_ttl)
+            self.loads.append((entry.key, None))
+            load_seconds = instance.load_seconds
+            if observer is not None:
+                observer.progress(entry.key, 1.0)
+                observer.ended(entry.key, load_seconds)
+        instance = self._instances[entry.key]
+        self.held += 1
+        return FakeLease(instance.backend, instance, entry.key, load_seconds, self)
+
+    async def load(self, requested: str, *, context_length: int | None = None, ttl: float | None = None) -> Any:
+        entry = self.entry(requested)
+        if entry.key not in self._instances:
+            self._instances[entry.key] = self._instance(entry, context_length, jit=False, ttl=ttl)
+            self.loads.append((entry.key, context_length))
+        return self._instances[entry.key]
+
+    async def unload(self, instance_id: str) -> None:
+        if self._instances.pop(instance_id, None) is None:
+            raise ApiError(
+                404, f"No model instance {instance_id!r} is loaded", param="instance_id", code="model_not_found"
+            )
+
+    def close(self) -> None:
+        self._instances.clear()
+
+
+def make_app(models: FakeModels, **options: Any) -> FastAPI:
+    """create_app around the registry (before the lifecycle branch, create_app takes the backend)."""
+    if "models" in inspect.signature(create_app).parameters:
+        return create_app(models, **options)  # type: ignore[arg-type]  # the double follows models.Models
+    app = create_app(models.engine, **options)
+    app.state.models = models
+    return app
+
+
+# ---- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def app_and_url(reference_engine: Engine) -> Iterator[tuple[FastAPI, str]]:
+    app = make_app(FakeModels(reference_engine))
+    with run_app(app) as url:
+        yield app, url
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path, reference_engine: Engine) -> Path:
+    """A models directory holding the second key: the SmolLM2 GGUF linked under another name."""
+    folder = tmp_path / "models" / "local" / JIT_KEY
+    folder.mkdir(parents=True)
+    (folder / "SmolLM2-JIT.Q4_1.gguf").symlink_to(reference_engine.info.path)
+    return tmp_path / "models"
+
+
+@pytest.fixture
+def models(app_and_url: tuple[FastAPI, str], reference_engine: Engine, models_dir: Path) -> FakeModels:
+    registry = FakeModels(reference_engine, models_dir=models_dir, embedding=True)
+    app_and_url[0].state.models = registry
+    return registry
+
+
+@pytest.fixture
+def http(app_and_url: tuple[FastAPI, str], models: FakeModels) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=app_and_url[1], timeout=120) as client:
+        yield client
+
+
+def _error(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The native error object, after checking the status and that the envelope is LM Studio's."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    error: dict[str, Any] = body["error"]
+    assert set(error) <= {"type", "message", "code", "param"}
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    return error
+
+
+# ---- the envelope --------------------------------------------------------------------------------
+
+
+def test_native_error_body_types() -> None:
+    assert native_error_body(ApiError.bad_request("bad", param="input", code="invalid_union")) == {
+        "error": {"type": "invalid_request", "message": "bad", "code": "invalid_union", "param": "input"}
+    }
+    assert native_error_body(ApiError.model_not_found("x"))["error"]["type"] == "model_not_found"
+    assert native_error_body(ApiError(404, "no job", code="job_not_found"))["error"]["type"] == "job_not_found"
+    assert native_error_body(ApiError(501, "later"))["error"] == {"type": "not_implemented", "message": "later"}
+    assert native_error_body(ApiError(500, "boom", type_="server_error"))["error"]["type"] == "internal_error"
+    mcp = ApiError(424, "down", type_="mcp_connection_error")
+    assert native_error_body(mcp)["error"]["type"] == "mcp_connection_error"
+
+
+def test_native_routes_answer_in_the_native_envelope(http: httpx.Client) -> None:
+    malformed = http.post("/api/v1/chat", content=b'{"model": "x",', headers={"content-type": "application/json"})
+    assert _error(malformed, 400)["type"] == "invalid_request"
+    assert "not valid JSON" in _error(malformed, 400)["message"]
+    missing = _error(http.post("/api/v1/models/load", json={}), 400)
+    assert missing["type"] == "invalid_request"
+    assert missing["param"] == "model"
+    unknown_path = _error(http.get("/api/v1/nothing-here"), 404)
+    assert unknown_path["type"] == "invalid_request"
+    assert "/api/v1/nothing-here" in unknown_path["message"]
+    wrong_method = _error(http.get("/api/v1/chat"), 405)
+    assert wrong_method["type"] == "invalid_request"
+
+
+def test_other_surfaces_keep_their_envelopes(http: httpx.Client) -> None:
+    openai_error = http.post("/v1/chat/completions", json={"model": "nope", "messages": []}).json()["error"]
+    assert set(openai_error) == {"message", "type", "param", "code"}
+    assert openai_error["type"] == "invalid_request_error"
+
+
+def test_missing_or_wrong_token_is_a_native_401(reference_engine: Engine) -> None:
+    app = make_app(FakeModels(reference_engine), api_keys=ApiKeys(["sk-lm-test:secret"]))
+    with run_app(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            error = _error(client.get("/api/v1/models", headers=headers), 401)
+            assert error["type"] == "invalid_request"
+            assert error["code"] == "invalid_api_key"
+            error = _error(client.post("/api/v1/chat", headers=headers, json={}), 401)
+            assert error["code"] == "invalid_api_key"
+        ok = client.get("/api/v1/models", headers={"Authorization": "Bearer sk-lm-test:secret"})
+        assert ok.status_code == 200
+        assert client.get("/v1/models").json()["error"]["type"] == "invalid_request_error"
+
+
+# ---- models, load, unload ------------------------------------------------------------------------
+
+
+def test_models_lists_every_model_in_the_native_shape(http: httpx.Client, models: FakeModels) -> None:
+    body = http.get("/api/v1/models").json()
+    assert set(body) == {"models"}
+    rows = {row["key"]: row for row in body["models"]}
+    assert set(rows) == {models.base.key, JIT_KEY, EMBED_KEY}
+    base = rows[models.base.key]
+    assert list(base) == [
+        "type", "publisher", "key", "display_name", "architecture", "quantization", "size_bytes", "params_string",
+        "loaded_instances", "max_context_length", "format", "capabilities", "description",
+    ]  # fmt: skip
+    assert base["type"] == "llm"
+    assert base["architecture"] == "llama"
+    assert base["quantization"] == {"name": "Q4_1", "bits_per_weight": 4}
+    assert base["size_bytes"] == models.engine.info.path.stat().st_size
+    assert base["params_string"] == "135M"
+    assert base["loaded_instances"] == [{"id": models.base.key, "config": {"context_length": models.engine.n_ctx}}]
+    assert base["max_context_length"] == models.engine.info.max_context_length
+    assert base["format"] == "gguf"
+    assert base["capabilities"] == {
+        "vision": False,
+        "trained_for_tool_use": True,
+        "reasoning": {"allowed_options": ["off", "low", "medium", "high", "on"], "default": "off"},
+    }
+    assert rows[JIT_KEY]["loaded_instances"] == []
+    embedding = rows[EMBED_KEY]
+    assert embedding["type"] == "embedding"
+    assert not {"architecture", "capabilities", "description"} & set(embedding)
+
+
+def test_load_echoes_its_config_and_unload_removes_the_instance(http: httpx.Client, models: FakeModels) -> None:
+    loaded = http.post("/api/v1/models/load", json={"model": JIT_KEY, "context_length": 1024, "echo_load_config": True})
+    assert loaded.status_code == 200, loaded.text
+    body = loaded.json()
+    assert body == {
+        "type": "llm",
+        "instance_id": JIT_KEY,
+        "load_time_seconds": 0.25,
+        "status": "loaded",
+        "load_config": {"context_length": 1024},
+    }
+    assert models.loads == [(JIT_KEY, 1024)]
+    plain = http.post("/api/v1/models/load", json={"model": JIT_KEY}).json()
+    assert "load_config" not in plain
+    rows = {row["key"]: row for row in http.get("/api/v1/models").json()["models"]}
+    assert rows[JIT_KEY]["loaded_instances"] == [{"id": JIT_KEY, "config": {"context_length": 1024}}]
+    assert http.post("/api/v1/models/unload", json={"instance_id": JIT_KEY}).json() == {"instance_id": JIT_KEY}
+    rows = {row["key"]: row for row in http.get("/api/v1/models").json()["models"]}
+    assert rows[JIT_KEY]["loaded_instances"] == []
+    again = _error(http.post("/api/v1/models/unload", json={"instance_id": JIT_KEY}), 404)
+    assert again["type"] == "model_not_found"
+    assert again["param"] == "instance_id"
+
+
+def test_load_refuses_unknown_models_and_bad_fields(http: httpx.Client) -> None:
+    unknown = _error(http.post("/api/v1/models/load", json={"model": "no-such-model"}), 404)
+    assert unknown["type"] == "model_not_found"
+    assert "no-such-model" in unknown["message"]
+    bad = _error(http.post("/api/v1/models/load", json={"model": JIT_KEY, "context_length": 0}), 400)
+    assert bad["param"] == "context_length"
+    assert _error(http.post("/api/v1/models/unload", json={}), 400)["param"] == "instance_id"
