@@ -10,7 +10,6 @@ import asyncio
 import inspect
 import json
 import re
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +22,6 @@ from fastapi import FastAPI
 from reference_server import lmstudio_api
 from reference_server.app import create_app
 from reference_server.auth import ApiKeys
-from reference_server.downloads import Downloads, _Job
 from reference_server.embedded import run_app
 from reference_server.engine import Backend, Embeddings, Engine, Generation, GenerationRequest
 from reference_server.errors import ApiError, native_error_body
@@ -346,3 +344,220 @@ def test_load_refuses_unknown_models_and_bad_fields(http: httpx.Client) -> None:
     bad = _error(http.post("/api/v1/models/load", json={"model": JIT_KEY, "context_length": 0}), 400)
     assert bad["param"] == "context_length"
     assert _error(http.post("/api/v1/models/unload", json={}), 400)["param"] == "instance_id"
+
+
+# ---- chat ----------------------------------------------------------------------------------------
+
+
+def _chat(http: httpx.Client, **body: Any) -> dict[str, Any]:
+    response = http.post("/api/v1/chat", json={"max_output_tokens": 8, **GREEDY, **body})
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def _events(http: httpx.Client, **body: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(event name, data) of a streamed chat, read from the socket; the name must equal the data's type."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    name = ""
+    payload = {"max_output_tokens": 8, **GREEDY, **body, "stream": True}
+    with http.stream("POST", "/api/v1/chat", json=payload) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+                assert data["type"] == name
+                events.append((name, data))
+            else:
+                assert line == "", f"unexpected SSE line {line!r}"
+    return events
+
+
+def test_chat_answers_with_a_message_stats_and_a_response_id(http: httpx.Client, models: FakeModels) -> None:
+    body = _chat(http, model=models.base.key, input="Say hello.")
+    assert list(body) == ["model_instance_id", "output", "stats", "response_id"]
+    assert body["model_instance_id"] == models.base.key
+    assert [item["type"] for item in body["output"]] == ["message"]
+    assert body["output"][0]["content"]
+    stats = body["stats"]
+    assert set(stats) == {
+        "input_tokens", "total_output_tokens", "reasoning_output_tokens", "tokens_per_second",
+        "time_to_first_token_seconds",
+    }  # fmt: skip
+    assert stats["input_tokens"] > 0
+    assert 0 < stats["total_output_tokens"] <= 8
+    assert stats["reasoning_output_tokens"] == 0
+    assert stats["tokens_per_second"] > 0
+    assert RESPONSE_ID.match(body["response_id"])
+    assert models.held == 0  # the lease was released
+
+
+def test_chat_jit_loads_and_reports_the_load_time(http: httpx.Client, models: FakeModels) -> None:
+    body = _chat(http, model=JIT_KEY, input="Say hello.", ttl=30)
+    assert body["model_instance_id"] == JIT_KEY
+    assert body["stats"]["model_load_time_seconds"] == 0.25
+    assert models.instance(JIT_KEY) is not None
+    assert "model_load_time_seconds" not in _chat(http, model=JIT_KEY, input="Say hello.")["stats"]
+
+
+def test_chat_is_stateful_and_the_chain_is_in_the_prompt(http: httpx.Client, models: FakeModels) -> None:
+    first = _chat(http, model=models.base.key, input="My name is Ada.")
+    second = _chat(http, model=models.base.key, input="What is my name?", previous_response_id=first["response_id"])
+    alone = _chat(http, model=models.base.key, input="What is my name?")
+    assert second["stats"]["input_tokens"] > alone["stats"]["input_tokens"] + first["stats"]["input_tokens"] // 2
+    assert second["response_id"] != first["response_id"]
+    third = _chat(http, model=models.base.key, input="And again?", previous_response_id=second["response_id"])
+    assert third["stats"]["input_tokens"] > second["stats"]["input_tokens"]
+    unstored = _chat(http, model=models.base.key, input="Hi.", store=False)
+    assert "response_id" not in unstored
+
+
+def test_chat_refuses_unknown_or_malformed_previous_ids(http: httpx.Client, models: FakeModels) -> None:
+    body = {"model": models.base.key, "input": "Hi."}
+    unknown = _error(http.post("/api/v1/chat", json={**body, "previous_response_id": "resp_" + "0" * 48}), 400)
+    assert unknown["code"] == "previous_response_not_found"
+    assert unknown["param"] == "previous_response_id"
+    malformed = _error(http.post("/api/v1/chat", json={**body, "previous_response_id": "chatcmpl-1"}), 400)
+    assert "resp_" in malformed["message"]
+
+
+def test_chat_input_items_follow_the_real_server(http: httpx.Client, models: FakeModels) -> None:
+    as_items = _chat(http, model=models.base.key, input=[{"type": "text", "content": "Say hello."}])
+    as_string = _chat(http, model=models.base.key, input="Say hello.")
+    assert as_items["output"] == as_string["output"]
+    assert as_items["stats"]["input_tokens"] == as_string["stats"]["input_tokens"]
+    chat = {"model": models.base.key}
+    message = _error(http.post("/api/v1/chat", json={**chat, "input": [{"type": "message", "content": "Hi"}]}), 400)
+    assert message == {
+        "type": "invalid_request",
+        "message": "Invalid discriminator value. Expected 'text' | 'image'",
+        "code": "invalid_union",
+        "param": "input",
+    }
+    text_key = _error(http.post("/api/v1/chat", json={**chat, "input": [{"type": "text", "text": "Hi"}]}), 400)
+    assert "'input.0.content' is required" in text_key["message"]
+    assert "'text'" in text_key["message"]
+    image = {"type": "image", "data_url": "data:image/png;base64,iVBORw0KGgo="}
+    vision = _error(http.post("/api/v1/chat", json={**chat, "input": [image]}), 400)
+    assert "vision" in vision["message"]
+    assert vision["param"] == "input"
+    assert _error(http.post("/api/v1/chat", json={**chat, "input": []}), 400)["param"] == "input"
+    assert _error(http.post("/api/v1/chat", json={"input": "Hi"}), 400)["param"] == "model"
+
+
+def test_chat_system_prompt_and_limits(http: httpx.Client, models: FakeModels) -> None:
+    plain = _chat(http, model=models.base.key, input="Hi.")
+    system = _chat(http, model=models.base.key, input="Hi.", system_prompt="You are a terse pirate. " * 4)
+    assert system["stats"]["input_tokens"] > plain["stats"]["input_tokens"] + 10
+    too_many = {"model": models.base.key, "input": "Hi.", "max_output_tokens": 10**9}
+    error = _error(http.post("/api/v1/chat", json=too_many), 400)
+    assert error["param"] == "max_output_tokens"
+    assert "max_output_tokens" in error["message"]
+    long_input = {"model": models.base.key, "input": "word " * 5000, "max_output_tokens": 4}
+    context = _error(http.post("/api/v1/chat", json=long_input), 400)
+    assert context["code"] == "context_length_exceeded"
+    assert context["param"] == "input"
+    hot = _error(http.post("/api/v1/chat", json={"model": models.base.key, "input": "Hi.", "temperature": 1.5}), 400)
+    assert hot["param"] == "temperature"
+    unknown = _error(http.post("/api/v1/chat", json={"model": "no-such-model", "input": "Hi."}), 404)
+    assert unknown["type"] == "model_not_found"
+    embed = _error(http.post("/api/v1/chat", json={"model": EMBED_KEY, "input": "Hi."}), 400)
+    assert "embedding" in embed["message"]
+
+
+def test_chat_context_length_loads_the_model_at_that_context(http: httpx.Client, models: FakeModels) -> None:
+    body = _chat(http, model=JIT_KEY, input="Say hello.", context_length=1024)
+    assert models.loads == [(JIT_KEY, 1024)]
+    instance = models.instance(JIT_KEY)
+    assert instance is not None
+    assert instance.context_length == 1024
+    assert "model_load_time_seconds" in body["stats"]
+    again = _chat(http, model=JIT_KEY, input="Say hello.", context_length=1024)
+    assert "model_load_time_seconds" not in again["stats"]
+    assert models.loads == [(JIT_KEY, 1024)]
+
+
+def test_chat_reasoning_makes_a_reasoning_item_first(http: httpx.Client, models: FakeModels) -> None:
+    body = _chat(http, model=models.base.key, input="Is 7 prime?", reasoning="low", max_output_tokens=24)
+    kinds = [item["type"] for item in body["output"]]
+    assert kinds[0] == "reasoning"
+    assert kinds[-1] == "message"
+    assert body["output"][0]["content"]
+    assert 0 < body["stats"]["reasoning_output_tokens"] < body["stats"]["total_output_tokens"]
+    off = _chat(http, model=models.base.key, input="Is 7 prime?", reasoning="off")
+    assert [item["type"] for item in off["output"]] == ["message"]
+
+
+def test_chat_refuses_a_reasoning_setting_the_model_does_not_allow(
+    http: httpx.Client, models: FakeModels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lmstudio_api, "REASONING_OPTIONS", ("off", "on"))
+    row = next(row for row in http.get("/api/v1/models").json()["models"] if row["key"] == models.base.key)
+    assert row["capabilities"]["reasoning"]["allowed_options"] == ["off", "on"]
+    error = _error(http.post("/api/v1/chat", json={"model": models.base.key, "input": "Hi", "reasoning": "high"}), 400)
+    assert error["param"] == "reasoning"
+    assert "'high'" in error["message"]
+    assert "off, on" in error["message"]
+    invalid = _error(http.post("/api/v1/chat", json={"model": models.base.key, "input": "Hi", "reasoning": "max"}), 400)
+    assert invalid["param"] == "reasoning"
+
+
+# ---- streaming -----------------------------------------------------------------------------------
+
+
+def test_stream_events_in_order_and_chat_end_is_the_whole_answer(http: httpx.Client, models: FakeModels) -> None:
+    events = _events(http, model=models.base.key, input="Say hello.")
+    names = [name for name, _ in events]
+    assert names[0] == "chat.start"
+    assert events[0][1] == {"type": "chat.start", "model_instance_id": models.base.key}
+    assert names[-1] == "chat.end"
+    assert not [name for name in names if name.startswith("model_load")]
+    assert names[1:4] == ["prompt_processing.start", "prompt_processing.progress", "prompt_processing.end"]
+    assert names[4] == "message.start"
+    assert names[-2] == "message.end"
+    assert set(names[5:-2]) == {"message.delta"}
+    text = "".join(data["content"] for name, data in events if name == "message.delta")
+    result = events[-1][1]["result"]
+    assert result["output"] == [{"type": "message", "content": text}]
+    plain = _chat(http, model=models.base.key, input="Say hello.")
+    assert result["output"] == plain["output"]
+    assert set(result) == set(plain)
+    assert set(result["stats"]) == set(plain["stats"])
+    assert result["stats"]["input_tokens"] == plain["stats"]["input_tokens"]
+    assert RESPONSE_ID.match(result["response_id"])
+    assert models.held == 0
+
+
+def test_stream_reports_a_jit_load(http: httpx.Client, models: FakeModels) -> None:
+    events = _events(http, model=JIT_KEY, input="Say hello.")
+    names = [name for name, _ in events]
+    assert names[:5] == [
+        "chat.start", "model_load.start", "model_load.progress", "model_load.progress", "model_load.end",
+    ]  # fmt: skip
+    assert [data["progress"] for name, data in events if name == "model_load.progress"] == [0.5, 1.0]
+    assert events[4][1] == {"type": "model_load.end", "model_instance_id": JIT_KEY, "load_time_seconds": 0.25}
+    assert events[-1][1]["result"]["stats"]["model_load_time_seconds"] == 0.25
+
+
+def test_stream_reasoning_events_come_before_the_message(http: httpx.Client, models: FakeModels) -> None:
+    events = _events(http, model=models.base.key, input="Is 7 prime?", reasoning="low", max_output_tokens=24)
+    names = [name for name, _ in events]
+    start, end = names.index("reasoning.start"), names.index("reasoning.end")
+    assert start < end < names.index("message.start")
+    assert set(names[start + 1 : end]) == {"reasoning.delta"}
+    thought = "".join(data["content"] for name, data in events if name == "reasoning.delta")
+    assert events[-1][1]["result"]["output"][0] == {"type": "reasoning", "content": thought}
+
+
+def test_stream_failure_is_an_error_event_then_chat_end(http: httpx.Client, models: FakeModels) -> None:
+    events = _events(http, model=models.base.key, input="word " * 5000, max_output_tokens=4)
+    names = [name for name, _ in events]
+    assert names == ["chat.start", "error", "chat.end"]
+    error = events[1][1]["error"]
+    assert error["type"] == "invalid_request"
+    assert error["code"] == "context_length_exceeded"
+    assert events[2][1]["result"]["output"] == []
+    assert models.held == 0
