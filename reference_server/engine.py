@@ -60,6 +60,11 @@ class Sampling:
     stop: tuple[str, ...] = ()
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
+    top_k: int = 40
+    """0: no top-k cut."""
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    """llama.cpp's repeat penalty over the last 64 tokens; 1 = none."""
 
 
 @dataclass(frozen=True)
@@ -271,6 +276,9 @@ class Engine:
             seed=sampling.seed,
             frequency_penalty=sampling.frequency_penalty,
             presence_penalty=sampling.presence_penalty,
+            top_k=sampling.top_k,
+            min_p=sampling.min_p,
+            repeat_penalty=sampling.repeat_penalty,
             grammar=request.grammar,
             end_tokens=self._eog,
         )

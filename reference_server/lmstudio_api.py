@@ -15,7 +15,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -314,7 +314,7 @@ def plan_native_chat(
         "seed": body.seed,
     }
     try:
-        return plan_chat(ChatCompletionRequest.model_validate(chat), backend, limits)
+        plan = plan_chat(ChatCompletionRequest.model_validate(chat), backend, limits)
     except ValidationError as exc:
         error = validation_error(exc.errors())
         raise ApiError.bad_request(error.message, param=_PARAMS.get(str(error.param).split(".")[0])) from exc
@@ -323,6 +323,14 @@ def plan_native_chat(
             exc.message = exc.message.replace(exc.param, _PARAMS[exc.param])
             exc.param = _PARAMS[exc.param]
         raise
+    sampling = plan.generation.sampling  # LM Studio's samplers beyond the OpenAI fields
+    sampling = replace(
+        sampling,
+        top_k=sampling.top_k if body.top_k is None else body.top_k,
+        min_p=sampling.min_p if body.min_p is None else body.min_p,
+        repeat_penalty=sampling.repeat_penalty if body.repeat_penalty is None else body.repeat_penalty,
+    )
+    return replace(plan, generation=replace(plan.generation, sampling=sampling))
 
 
 def _budget(setting: str | None, max_tokens: int | None) -> int | None:

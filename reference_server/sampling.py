@@ -42,7 +42,7 @@ class _Candidates:
 
 
 class TokenSampler:
-    """Samples like llama-cpp-python (top_k 40, top_p, min_p 0.05, temperature; greedy at 0).
+    """Samples like llama-cpp-python (top_k 40, top_p, min_p 0.05, temperature by default; greedy at 0).
 
     With a grammar, the unconstrained choice is checked against the grammar first and the full
     constrained sampling runs only when it is not allowed (what llama.cpp's common sampler does).
@@ -57,23 +57,28 @@ class TokenSampler:
         seed: int | None,
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
+        top_k: int = 40,
+        min_p: float = 0.05,
+        repeat_penalty: float = 1.0,
         grammar: str | None = None,
         end_tokens: frozenset[int] = frozenset(),
     ) -> None:
         self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(model.vocab))
         self._chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         stages = []
-        if frequency_penalty or presence_penalty:
+        if frequency_penalty or presence_penalty or repeat_penalty != 1.0:
             stages.append(
-                llama_cpp.llama_sampler_init_penalties(self._n_vocab, 64, 1.0, frequency_penalty, presence_penalty)
+                llama_cpp.llama_sampler_init_penalties(
+                    self._n_vocab, 64, repeat_penalty, frequency_penalty, presence_penalty
+                )
             )
         if temperature <= 0:
             stages.append(llama_cpp.llama_sampler_init_greedy())
         else:
             stages += [
-                llama_cpp.llama_sampler_init_top_k(40),
+                llama_cpp.llama_sampler_init_top_k(top_k),
                 llama_cpp.llama_sampler_init_top_p(top_p, 1),
-                llama_cpp.llama_sampler_init_min_p(0.05, 1),
+                llama_cpp.llama_sampler_init_min_p(min_p, 1),
                 llama_cpp.llama_sampler_init_temp(temperature),
                 llama_cpp.llama_sampler_init_dist(seed if seed is not None else secrets.randbits(32)),
             ]

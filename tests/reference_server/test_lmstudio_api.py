@@ -7,9 +7,9 @@ engine: every key it serves is the same SmolLM2 weights, and a "load" only recor
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import re
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +23,16 @@ from reference_server import lmstudio_api
 from reference_server.app import create_app
 from reference_server.auth import ApiKeys
 from reference_server.embedded import run_app
-from reference_server.engine import Backend, Embeddings, Engine, Generation, GenerationRequest
+from reference_server.engine import (
+    Backend,
+    Embeddings,
+    Engine,
+    Finished,
+    FinishReason,
+    Generation,
+    GenerationRequest,
+    Piece,
+)
 from reference_server.errors import ApiError, native_error_body
 from reference_server.model import ModelInfo, model_id_for
 from reference_server.prompt import ChatTemplate
@@ -48,13 +57,26 @@ class FakeEntry:
     params_string: str | None
 
 
+class Recorded(Generation):
+    """A generation that remembers how it ended."""
+
+    finished: Finished | None = None
+
+    async def __anext__(self) -> Piece | Finished:
+        event = await super().__anext__()
+        if isinstance(event, Finished):
+            self.finished = event
+        return event
+
+
 class Renamed:
     """The session engine answering under another model's info (a second key on the same weights)."""
 
-    def __init__(self, engine: Engine, info: ModelInfo) -> None:
+    def __init__(self, engine: Engine, info: ModelInfo, generations: list[Recorded]) -> None:
         self._engine = engine
         self.info = info
         self.template: ChatTemplate = engine.template
+        self.generations = generations
 
     @property
     def n_ctx(self) -> int:
@@ -64,7 +86,10 @@ class Renamed:
         return self._engine.tokenize(text)
 
     def generate(self, request: GenerationRequest) -> Generation:
-        return self._engine.generate(request)
+        queued = self._engine.generate(request)
+        generation = Recorded(queued._job, queued._events)
+        self.generations.append(generation)
+        return generation
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         return await self._engine.embed(texts)
@@ -105,6 +130,7 @@ class FakeModels:
     embedding: bool = False
     held: int = 0
     loads: list[tuple[str, int | None]] = field(default_factory=list)
+    generations: list[Recorded] = field(default_factory=list)
     _extra: list[FakeEntry] = field(default_factory=list)
     _instances: dict[str, FakeInstance] = field(default_factory=dict)
 
@@ -118,7 +144,7 @@ class FakeModels:
         return FakeEntry(key, path, kind, info, path.stat().st_size, f"{key} (test)", "135M")
 
     def _instance(self, entry: FakeEntry, context: int | None, *, jit: bool, ttl: float | None) -> FakeInstance:
-        backend = Renamed(self.engine, entry.info)
+        backend = Renamed(self.engine, entry.info, self.generations)
         return FakeInstance(entry.key, entry, backend, context or self.engine.n_ctx, jit, ttl, 0.25)
 
     def rescan(self) -> None:
@@ -180,9 +206,7 @@ class FakeModels:
 
 
 def make_app(models: FakeModels, **options: Any) -> FastAPI:
-    """create_app around the registry (before the lifecycle branch, create_app takes the backend)."""
-    if "models" in inspect.signature(create_app).parameters:
-        return create_app(models, **options)  # type: ignore[arg-type]  # the double follows models.Models
+    """create_app around the session engine, its registry replaced by the double (the routes read app.state)."""
     app = create_app(models.engine, **options)
     app.state.models = models
     return app
@@ -561,3 +585,32 @@ def test_stream_failure_is_an_error_event_then_chat_end(http: httpx.Client, mode
     assert error["code"] == "context_length_exceeded"
     assert events[2][1]["result"]["output"] == []
     assert models.held == 0
+
+
+def test_chat_native_samplers_change_the_answer(http: httpx.Client, models: FakeModels) -> None:
+    chat = {"model": models.base.key, "input": "Write a short story about a cat.", "max_output_tokens": 16}
+    greedy = _chat(http, **chat)["output"]
+    sampled = {**chat, "temperature": 1, "seed": 3}
+    assert _chat(http, **sampled)["output"] != greedy  # the seed samples away from the greedy answer...
+    assert _chat(http, **sampled, top_k=1)["output"] == greedy  # ...unless top_k keeps only the best token
+    assert _chat(http, **sampled, min_p=1.0)["output"] == greedy  # or min_p only tokens as likely as the best
+    assert _chat(http, **chat, repeat_penalty=2.0)["output"] != greedy
+    assert _error(http.post("/api/v1/chat", json={**chat, "top_k": -1}), 400)["param"] == "top_k"
+
+
+def test_stream_disconnect_cancels_generation_and_releases_the_model(
+    http: httpx.Client, models: FakeModels, reference_engine: Engine
+) -> None:
+    body = {"model": models.base.key, "input": "Count from 1 to 500.", "max_output_tokens": 1500, "stream": True}
+    with http.stream("POST", "/api/v1/chat", json={**GREEDY, **body}) as response:
+        for line in response.iter_lines():
+            if line == "event: message.delta":
+                break
+    deadline = time.monotonic() + 120
+    while (models.held or not reference_engine.idle) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert models.held == 0
+    assert reference_engine.idle
+    finished = models.generations[-1].finished
+    assert finished is not None
+    assert finished.reason is FinishReason.CANCELLED
