@@ -197,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="let /v1/responses `mcp` tools connect to the MCP servers they name (default: off, as in LM Studio)",
     )
+    serve.add_argument(
+        "--download-source",
+        action="append",
+        metavar="DIR",
+        help="a directory of GGUFs (LM Studio layout, publisher/model/file.gguf) that POST /api/v1/models/download "
+        "copies from into --models-dir; repeatable; no network is used (default: none, installed model packages "
+        "only)",
+    )
     _command(serve, "reference_server.cli:serve")
 
     record = sub(

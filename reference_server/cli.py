@@ -6,6 +6,7 @@ import argparse
 import errno
 import socket
 import sys
+from pathlib import Path
 
 import uvicorn
 
@@ -45,6 +46,7 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     limits = _limits(args)
+    download_sources = _download_sources(args)
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:
@@ -64,6 +66,7 @@ def serve(args: argparse.Namespace) -> int:
         limits=limits,
         max_stored_responses=stored,
         allow_remote_mcp=getattr(args, "allow_remote_mcp", False),
+        download_sources=download_sources,
     )
     server = uvicorn.Server(server_config(app))
     server.run(sockets=[sock])
@@ -83,3 +86,15 @@ def _limits(args: argparse.Namespace) -> Limits:
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} must be at least 1, not {value}")
     return Limits(**values)
+
+
+def _download_sources(args: argparse.Namespace) -> tuple[Path, ...]:
+    """The --download-source directories, each checked to exist."""
+    sources = tuple(Path(source).expanduser() for source in getattr(args, "download_source", None) or ())
+    for source in sources:
+        if not source.is_dir():
+            raise UsageError(
+                f"--download-source {str(source)!r} is not a directory; give a directory of GGUF files "
+                "(LM Studio's layout: publisher/model/file.gguf)"
+            )
+    return sources

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,11 +111,14 @@ def serve_in_thread(
     threads: int | None = None,
     limits: Limits | None = None,
     allow_remote_mcp: bool = False,
+    download_sources: Sequence[Path] = (),
 ) -> Iterator[str]:
     """The reference server on a free port in this process: yields e.g. "http://127.0.0.1:54321"."""
     engine = engine_for(model_path, ctx=ctx, threads=threads)
     keys = ApiKeys(() if api_key is None else (api_key,))
-    app = create_app(engine, api_keys=keys, limits=limits, allow_remote_mcp=allow_remote_mcp)
+    app = create_app(
+        engine, api_keys=keys, limits=limits, allow_remote_mcp=allow_remote_mcp, download_sources=download_sources
+    )
     with run_app(app, host=host, port=port) as url:
         yield url
 

