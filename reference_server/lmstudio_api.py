@@ -30,6 +30,7 @@ from reference_server.downloads import Downloads
 from reference_server.engine import Backend, Finished, FinishReason, Generation
 from reference_server.errors import ApiError, native_error_body
 from reference_server.limits import Limits
+from reference_server.mcp_client import McpFailure, McpServer, Toolbox, call_tool
 from reference_server.model import ModelInfo
 from reference_server.openai_api import ChatCompletionRequest, validation_error
 from reference_server.reasoning import ReasonedGeneration, Thought, reason
@@ -43,7 +44,9 @@ __all__ = [
     "ChatRequest",
     "ChatStore",
     "capabilities",
+    "connect",
     "lmstudio_router",
+    "mcp_servers",
     "model_row",
 ]
 
@@ -302,12 +305,22 @@ _PARAMS = {"messages": "input", "max_completion_tokens": "max_output_tokens"}
 
 
 def plan_native_chat(
-    body: ChatRequest, messages: list[dict[str, Any]], backend: Backend, model: str, limits: Limits
+    body: ChatRequest,
+    messages: list[dict[str, Any]],
+    backend: Backend,
+    model: str,
+    limits: Limits,
+    *,
+    tools: Sequence[dict[str, Any]] = (),
 ) -> ChatPlan:
-    """The shared chat plan for a native chat request (run it off the event loop: it tokenizes the prompt)."""
+    """The shared chat plan for a native chat request (run it off the event loop: it tokenizes the prompt).
+
+    `tools` (chat-completions function tools: the MCP integrations' tools) are offered with tool_choice auto.
+    """
     chat = {
         "model": model,
         "messages": messages,
+        "tools": list(tools) or None,
         "max_completion_tokens": body.max_output_tokens,
         "temperature": body.temperature,
         "top_p": body.top_p,
@@ -412,6 +425,7 @@ class _ChatRun:
     limits: Limits
     store: ChatStore
     previous: StoredChat | None
+    toolbox: Toolbox | None = None
     output: _Output = field(default_factory=_Output)
     result: dict[str, Any] | None = None
     _generation: Generation | ReasonedGeneration | None = None
@@ -498,18 +512,72 @@ class _ChatRun:
     async def _generate(self, backend: Backend, model: str) -> AsyncIterator[dict[str, Any]]:
         body = self.body
         messages, system, turns = self._messages()
-        plan = await run_in_threadpool(partial(plan_native_chat, body, messages, backend, model, self.limits))
+        tools = self.toolbox.function_tools() if self.toolbox else []
+        plan = await run_in_threadpool(
+            partial(plan_native_chat, body, messages, backend, model, self.limits, tools=tools)
+        )
         yield _event("prompt_processing.start")
         budget = _budget(body.reasoning, plan.generation.sampling.max_tokens)
         started = time.perf_counter()
-        generation: Generation | ReasonedGeneration
         generation = backend.generate(plan.generation) if budget is None else reason(backend, plan, budget)
+        calls: list[dict[str, Any]] = []
+        think_text: list[str] = []
+        async for event in self._round(generation, OutputShaper(plan.tools), calls, think_text, started):
+            yield event
+        thought = generation.thought_tokens if isinstance(generation, ReasonedGeneration) else 0
+        finished = self._finished
+        assert finished is not None, "generation ended without a Finished event"
+        if finished.reason is FinishReason.CANCELLED:
+            return
+        said: list[dict[str, Any]] = []
+        if calls and finished.reason is FinishReason.STOP:
+            for event in self.output.close():
+                yield event
+            said = [{"role": "assistant", "content": None, "tool_calls": calls}]
+            for call in calls:
+                async for event in self._call(call, said):
+                    yield event
+            limit = plan.generation.sampling.max_tokens
+            left = None if limit is None else limit - finished.completion_tokens
+            if left is not None and left <= 0:  # no tokens left to answer with the results
+                self._finished = replace(finished, reason=FinishReason.LENGTH)
+            else:
+                follow_body = body.model_copy(update={"max_output_tokens": left})
+                follow = await run_in_threadpool(
+                    partial(plan_native_chat, follow_body, [*messages, *said], backend, model, self.limits)
+                )
+                follow_up = backend.generate(follow.generation)
+                async for event in self._round(follow_up, OutputShaper(follow.tools), [], think_text, started):
+                    yield event
+                assert self._finished is not None
+                self._finished = _sum(finished, self._finished)
+        self._generating_seconds = time.perf_counter() - started - self._first_token_seconds
+        if self._finished is None or self._finished.reason is FinishReason.CANCELLED:
+            return
+        for event in self.output.finish():
+            yield event
+        self._reasoning_tokens = thought + (len(backend.tokenize("".join(think_text))) if think_text else 0)
+        self.result = self.body_so_far()
+        if body.store:
+            response_id = _response_id()
+            self.result["response_id"] = response_id
+            reply = "".join(item["content"] for item in self.output.items if item["type"] == "message")
+            answer = {"role": "assistant", "content": reply}
+            self.store.put(response_id, StoredChat(system, (*turns, *said, answer)))
+
+    async def _round(
+        self,
+        generation: Generation | ReasonedGeneration,
+        shaper: OutputShaper,
+        calls: list[dict[str, Any]],
+        think_text: list[str],
+        started: float,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The events of one generation; tool calls it makes are collected in `calls` (chat tool_calls)."""
         self._generation = generation
         if self._cancelled:
             generation.cancel()
-        shaper = OutputShaper(plan.tools)
-        think_text: list[str] = []
-        first = True
+        first = self._finished is None
         try:
             async for event in generation:
                 if first:
@@ -525,36 +593,59 @@ class _ChatRun:
                         yield item_event
                     continue
                 for part in shaper.feed(event.text):
-                    for item_event in self._add(part, think_text):
+                    for item_event in self._add(part, think_text, calls):
+                        yield item_event
+            if self._finished is not None and self._finished.reason is not FinishReason.CANCELLED:
+                for part in shaper.finish():
+                    for item_event in self._add(part, think_text, calls):
                         yield item_event
         finally:
             generation.cancel()
-        finished = self._finished
-        assert finished is not None, "generation ended without a Finished event"
-        self._generating_seconds = time.perf_counter() - started - self._first_token_seconds
-        if finished.reason is FinishReason.CANCELLED:
-            return
-        for part in shaper.finish():
-            for item_event in self._add(part, think_text):
-                yield item_event
-        for item_event in self.output.finish():
-            yield item_event
-        thought = generation.thought_tokens if isinstance(generation, ReasonedGeneration) else 0
-        self._reasoning_tokens = thought + (len(backend.tokenize("".join(think_text))) if think_text else 0)
-        self.result = self.body_so_far()
-        if body.store:
-            response_id = _response_id()
-            self.result["response_id"] = response_id
-            reply = "".join(item["content"] for item in self.output.items if item["type"] == "message")
-            self.store.put(response_id, StoredChat(system, (*turns, {"role": "assistant", "content": reply})))
 
-    def _add(self, part: tuple[Channel, str] | ToolCallDelta, think_text: list[str]) -> list[dict[str, Any]]:
-        assert not isinstance(part, ToolCallDelta), "a chat without tools yields no tool calls"
+    def _add(
+        self, part: tuple[Channel, str] | ToolCallDelta, think_text: list[str], calls: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        if isinstance(part, ToolCallDelta):
+            if part.id is not None:
+                calls.append({"id": part.id, "type": "function", "function": {"name": part.name, "arguments": ""}})
+            calls[part.index]["function"]["arguments"] += part.arguments
+            return []
         channel, text = part
         if channel is Channel.REASONING:
             think_text.append(text)
             return self.output.add("reasoning", text)
         return self.output.add("message", text)
+
+    async def _call(self, call: dict[str, Any], said: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        """Run one tool call on its MCP server: its events and output item; its result is appended to `said`."""
+        name, raw = call["function"]["name"], call["function"]["arguments"]
+        server = self.toolbox.servers.get(name) if self.toolbox else None
+        provider = {"type": "ephemeral_mcp", "server_label": server.label} if server else None
+        try:
+            arguments = json.loads(raw or "{}")
+        except ValueError:
+            arguments = None
+        if server is None or not isinstance(arguments, dict):
+            kind = "invalid_name" if server is None else "invalid_arguments"
+            reason = f"Cannot find tool with name {name}." if server is None else f"Invalid arguments for {name}: {raw}"
+            metadata: dict[str, Any] = {"type": kind, "tool_name": name}
+            if server is not None:
+                metadata.update(arguments=raw, provider_info=provider)
+            self.output.items.append({"type": "invalid_tool_call", "reason": reason, "metadata": metadata})
+            said.append({"role": "tool", "tool_call_id": call["id"], "content": reason})
+            yield _event("tool_call.failure", reason=reason, metadata=metadata)
+            return
+        yield _event("tool_call.start", tool=name, provider_info=provider)
+        yield _event("tool_call.arguments", tool=name, arguments=arguments, provider_info=provider)
+        try:
+            output, error = await call_tool(server, name, arguments)
+        except McpFailure as exc:
+            output, error = "", str(exc)
+        text = output if error is None else f"Error: {error}"
+        item = {"type": "tool_call", "tool": name, "arguments": arguments, "output": text, "provider_info": provider}
+        self.output.items.append(item)
+        said.append({"role": "tool", "tool_call_id": call["id"], "content": text})
+        yield _event("tool_call.success", tool=name, arguments=arguments, output=text, provider_info=provider)
 
     def body_so_far(self) -> dict[str, Any]:
         """The response body of what was produced (all of it once `result` is set)."""
@@ -571,6 +662,17 @@ class _ChatRun:
         if self._load_seconds is not None:
             stats["model_load_time_seconds"] = round(self._load_seconds, 3)
         return {"model_instance_id": self.key, "output": json.loads(json.dumps(self.output.items)), "stats": stats}
+
+
+def _sum(first: Finished, second: Finished) -> Finished:
+    """Two generations of one answer (before and after its tool calls) counted as one."""
+    return Finished(
+        reason=second.reason,
+        prompt_tokens=first.prompt_tokens + second.prompt_tokens,
+        completion_tokens=first.completion_tokens + second.completion_tokens,
+        seconds=first.seconds + second.seconds,
+        cached_tokens=first.cached_tokens + second.cached_tokens,
+    )
 
 
 def _release_unused(acquiring: asyncio.Future[Lease]) -> None:
@@ -659,7 +761,7 @@ def lmstudio_router(
         body = await parse_body(request, ChatRequest)
         models = _models(request)
         entry = models.entry(body.model)
-        _check_chat(body, entry, allow_remote_mcp=allow_remote_mcp)
+        _check_chat(body, entry)
         previous = None
         if body.previous_response_id is not None:
             previous = store.get(body.previous_response_id)
@@ -670,7 +772,8 @@ def lmstudio_router(
                     param="previous_response_id",
                     code="previous_response_not_found",
                 )
-        run = _ChatRun(body, entry.key, models, limits_of(request), store, previous)
+        toolbox = await connect(mcp_servers(body, allowed=allow_remote_mcp))
+        run = _ChatRun(body, entry.key, models, limits_of(request), store, previous, toolbox)
         if body.stream:
             return EventStream(_stream(run), run.cancel)
         try:
@@ -690,7 +793,7 @@ def lmstudio_router(
     return router
 
 
-def _check_chat(body: ChatRequest, entry: ModelEntry, *, allow_remote_mcp: bool) -> None:
+def _check_chat(body: ChatRequest, entry: ModelEntry) -> None:
     """What can be refused before anything is loaded: the model's kind, its capabilities, the input items."""
     caps = capabilities(entry)
     if caps is None:
@@ -710,10 +813,60 @@ def _check_chat(body: ChatRequest, entry: ModelEntry, *, allow_remote_mcp: bool)
             "previous_response_id must start with 'resp_' (a response_id this server returned)",
             param="previous_response_id",
         )
-    if body.integrations:
-        raise ApiError(
-            501,
-            "integrations are not supported by this server yet",
-            type_="not_implemented",
-            param="integrations",
+
+
+class EphemeralMcp(_Lenient):
+    """An `ephemeral_mcp` integration: a remote MCP server named in the request."""
+
+    type: Literal["ephemeral_mcp"]
+    server_label: str = Field(min_length=1)
+    server_url: str = Field(min_length=1)
+    allowed_tools: list[str] | None = None
+    headers: dict[str, str] | None = None
+
+    def server(self) -> McpServer:
+        allowed = None if self.allowed_tools is None else frozenset(self.allowed_tools)
+        return McpServer(
+            label=self.server_label, url=self.server_url, headers=dict(self.headers or {}), allowed=allowed
         )
+
+
+def mcp_servers(body: ChatRequest, *, allowed: bool) -> list[McpServer]:
+    """The request's ephemeral MCP servers; plugins (mcp.json servers) do not exist here, and remote MCP is opt-in."""
+    servers = []
+    for index, integration in enumerate(body.integrations or []):
+        kind = integration.get("type") if isinstance(integration, dict) else "plugin"
+        if kind != "ephemeral_mcp":
+            raise ApiError(
+                400,
+                f"integrations.{index} names a plugin ({integration!r}); this server has no plugins or mcp.json "
+                'servers: use {"type": "ephemeral_mcp", "server_label": ..., "server_url": ...}',
+                type_="plugin_connection_error",
+                param=f"integrations.{index}",
+                code="plugin_not_found",
+            )
+        if not allowed:
+            raise ApiError.bad_request(
+                f"integrations.{index} is an ephemeral MCP server, and per-request MCP servers are switched off on "
+                "this server; start it with `conformance serve --allow-remote-mcp` to let it connect to them",
+                param=f"integrations.{index}",
+                code="mcp_disabled",
+            )
+        try:
+            servers.append(EphemeralMcp.model_validate(integration).server())
+        except ValidationError as exc:
+            error = validation_error(exc.errors())
+            raise ApiError.bad_request(f"integrations.{index}: {error.message}", param=f"integrations.{index}") from exc
+    return servers
+
+
+async def connect(servers: Sequence[McpServer]) -> Toolbox | None:
+    """The tools of the request's MCP servers (None without any); an unreachable server is mcp_connection_error."""
+    if not servers:
+        return None
+    try:
+        return await Toolbox.connect(servers)
+    except McpFailure as exc:
+        raise ApiError(424, str(exc), type_="mcp_connection_error", param="integrations") from exc
+    except ValueError as exc:
+        raise ApiError.bad_request(str(exc), param="integrations") from exc

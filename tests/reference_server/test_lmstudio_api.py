@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -17,13 +18,15 @@ from typing import Any, Literal
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
+from mcp.server import MCPServer
 
 from reference_server import lmstudio_api
 from reference_server.app import create_app
 from reference_server.auth import ApiKeys
 from reference_server.downloads import Downloads, _Job
-from reference_server.embedded import run_app
+from reference_server.embedded import base_url, bind, run_app
 from reference_server.engine import (
     Backend,
     Embeddings,
@@ -35,6 +38,9 @@ from reference_server.engine import (
     Piece,
 )
 from reference_server.errors import ApiError, native_error_body
+from reference_server.limits import Limits
+from reference_server.lmstudio_api import ChatRequest, ChatStore
+from reference_server.mcp_client import McpServer, Toolbox
 from reference_server.model import ModelInfo, model_id_for
 from reference_server.prompt import ChatTemplate
 
@@ -758,3 +764,128 @@ def test_serve_refuses_a_missing_download_source(tmp_path: Path, capsys: pytest.
     err = capsys.readouterr().err
     assert "--download-source" in err
     assert "Traceback" not in err
+
+
+# ---- ephemeral MCP integrations ------------------------------------------------------------------
+
+ROLL = "Roll a 20-sided die."
+
+
+@pytest.fixture(scope="module")
+def mcp_url() -> Iterator[str]:
+    """A loopback MCP server (the mcp package, streamable HTTP) with one dice tool."""
+    server = MCPServer("dice")
+
+    @server.tool()
+    def roll_dice(sides: int = 6) -> str:
+        """Roll a die with the given number of sides."""
+        return f"The die shows {min(sides, 4)}."
+
+    app = server.streamable_http_app(json_response=True, stateless_http=True)
+    sock = bind("127.0.0.1", 0)
+    runner = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))  # lifespan starts MCP's tasks
+    thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not runner.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield base_url(sock) + "/mcp"
+    finally:
+        runner.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture
+def mcp_client(models: FakeModels) -> Iterator[httpx.Client]:
+    with run_app(make_app(models, allow_remote_mcp=True)) as url, httpx.Client(base_url=url, timeout=120) as client:
+        yield client
+
+
+def _dice(url: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "ephemeral_mcp", "server_label": "dice", "server_url": url, **extra}
+
+
+def test_integrations_are_off_unless_allowed(http: httpx.Client, models: FakeModels, mcp_url: str) -> None:
+    chat = {"model": models.base.key, "input": ROLL}
+    off = _error(http.post("/api/v1/chat", json={**chat, "integrations": [_dice(mcp_url)]}), 400)
+    assert off["code"] == "mcp_disabled"
+    assert "--allow-remote-mcp" in off["message"]
+    for plugin in ("mcp/playwright", {"type": "plugin", "id": "mcp/playwright"}):
+        error = _error(http.post("/api/v1/chat", json={**chat, "integrations": [plugin]}), 400)
+        assert error["type"] == "plugin_connection_error"
+        assert error["param"] == "integrations.0"
+
+
+def test_mcp_tool_call_is_run_and_answered(mcp_client: httpx.Client, models: FakeModels, mcp_url: str) -> None:
+    integration = _dice(mcp_url, headers={"X-Secret": "s3cret"})
+    body = _chat(mcp_client, model=models.base.key, input=ROLL, integrations=[integration], max_output_tokens=64)
+    call, *rest = body["output"]
+    assert call == {
+        "type": "tool_call",
+        "tool": "roll_dice",
+        "arguments": {"sides": 20},
+        "output": "The die shows 4.",
+        "provider_info": {"type": "ephemeral_mcp", "server_label": "dice"},
+    }
+    assert rest
+    assert rest[-1]["type"] == "message"
+    assert "s3cret" not in json.dumps(body)
+    events = _events(mcp_client, model=models.base.key, input=ROLL, integrations=[integration], max_output_tokens=64)
+    names = [name for name, _ in events]
+    start, arguments, success = (names.index(f"tool_call.{kind}") for kind in ("start", "arguments", "success"))
+    assert start < arguments < success < names.index("message.start")
+    provider = {"type": "ephemeral_mcp", "server_label": "dice"}
+    assert events[start][1] == {"type": "tool_call.start", "tool": "roll_dice", "provider_info": provider}
+    assert events[arguments][1]["arguments"] == {"sides": 20}
+    assert events[success][1]["output"] == "The die shows 4."
+    assert events[-1][1]["result"]["output"] == body["output"]
+    listed_only = _chat(
+        mcp_client,
+        model=models.base.key,
+        input=ROLL,
+        integrations=[_dice(mcp_url, allowed_tools=["another_tool"])],
+        max_output_tokens=16,
+    )
+    assert [item["type"] for item in listed_only["output"]] == ["message"]
+
+
+def test_unreachable_mcp_server_is_an_mcp_connection_error(mcp_client: httpx.Client, models: FakeModels) -> None:
+    chat = {"model": models.base.key, "input": ROLL, "integrations": [_dice("http://127.0.0.1:9/mcp")]}
+    error = _error(mcp_client.post("/api/v1/chat", json=chat), 424)
+    assert error["type"] == "mcp_connection_error"
+    assert "'dice'" in error["message"]
+    assert "127.0.0.1:9" in error["message"]
+    missing_url = {**chat, "integrations": [{"type": "ephemeral_mcp", "server_label": "dice"}]}
+    assert _error(mcp_client.post("/api/v1/chat", json=missing_url), 400)["param"] == "integrations.0"
+
+
+def test_invalid_tool_calls_are_failures(models: FakeModels) -> None:
+    server = McpServer(label="dice", url="http://127.0.0.1:9/mcp")
+    toolbox = Toolbox(servers={"roll_dice": server})
+    body = ChatRequest(model=models.base.key, input=ROLL)
+    run = lmstudio_api._ChatRun(body, models.base.key, models, Limits(), ChatStore(1), None, toolbox)
+
+    async def events(name: str, arguments: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        said: list[dict[str, Any]] = []
+        call = {"id": "call_1", "type": "function", "function": {"name": name, "arguments": arguments}}
+        return [event async for event in run._call(call, said)], said
+
+    unknown, said = asyncio.run(events("open_browser", "{}"))
+    assert unknown == [
+        {
+            "type": "tool_call.failure",
+            "reason": "Cannot find tool with name open_browser.",
+            "metadata": {"type": "invalid_name", "tool_name": "open_browser"},
+        }
+    ]
+    assert said[0]["role"] == "tool"
+    broken, _ = asyncio.run(events("roll_dice", "{not json"))
+    assert broken[0]["metadata"] == {
+        "type": "invalid_arguments",
+        "tool_name": "roll_dice",
+        "arguments": "{not json",
+        "provider_info": {"type": "ephemeral_mcp", "server_label": "dice"},
+    }
+    assert [item["type"] for item in run.output.items] == ["invalid_tool_call", "invalid_tool_call"]
