@@ -103,13 +103,17 @@ class Toolbox:
 
     tools: list[McpTool] = field(default_factory=list)
     servers: dict[str, McpServer] = field(default_factory=dict)
+    listed: list[tuple[McpServer, list[McpTool]]] = field(default_factory=list)
+    """Each server with the tools it offers (for a per-server listing such as Responses' mcp_list_tools)."""
 
     @classmethod
     async def connect(cls, servers: Sequence[McpServer]) -> Toolbox:
         """Every server's allowed tools: McpFailure if one cannot be reached, ValueError if two offer a name."""
         box = cls()
         for server in servers:
-            for tool in await list_tools(server):
+            tools = await list_tools(server)
+            box.listed.append((server, tools))
+            for tool in tools:
                 if tool.name in box.servers:
                     raise ValueError(
                         f"two MCP servers ({box.servers[tool.name].label!r} and {server.label!r}) offer a tool named "

@@ -889,3 +889,38 @@ def test_invalid_tool_calls_are_failures(models: FakeModels) -> None:
         "provider_info": {"type": "ephemeral_mcp", "server_label": "dice"},
     }
     assert [item["type"] for item in run.output.items] == ["invalid_tool_call", "invalid_tool_call"]
+
+
+# ---- an LM Studio-style script -------------------------------------------------------------------
+
+
+def test_lm_studio_style_script(download_app: tuple[FakeModels, httpx.Client]) -> None:
+    """What a script written for LM Studio's REST API does: list, load, chat twice statefully, unload, download."""
+    _, lms = download_app
+    models = lms.get("/api/v1/models").json()["models"]
+    llm = next(model for model in models if model["type"] == "llm" and not model["loaded_instances"])
+    loaded = lms.post("/api/v1/models/load", json={"model": llm["key"], "echo_load_config": True}).json()
+    assert loaded["status"] == "loaded"
+    instance_id = loaded["instance_id"]
+
+    first = lms.post("/api/v1/chat", json={"model": instance_id, "input": "My name is Ada.", "max_output_tokens": 8})
+    first_body = first.json()
+    second = lms.post(
+        "/api/v1/chat",
+        json={
+            "model": instance_id,
+            "input": "What is my name?",
+            "previous_response_id": first_body["response_id"],
+            "max_output_tokens": 8,
+        },
+    ).json()
+    assert second["stats"]["input_tokens"] > first_body["stats"]["input_tokens"]
+    assert second["output"][-1]["type"] == "message"
+
+    assert lms.post("/api/v1/models/unload", json={"instance_id": instance_id}).json() == {"instance_id": instance_id}
+    rows = {model["key"]: model for model in lms.get("/api/v1/models").json()["models"]}
+    assert rows[instance_id]["loaded_instances"] == []
+
+    job = lms.post("/api/v1/models/download", json={"model": f"acme/{DOWNLOAD_KEY}"}).json()
+    assert _wait_for_job(lms, job["job_id"])["status"] == "completed"
+    assert DOWNLOAD_KEY in [model["key"] for model in lms.get("/api/v1/models").json()["models"]]
