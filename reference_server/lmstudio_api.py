@@ -34,7 +34,7 @@ from reference_server.mcp_client import McpFailure, McpServer, Toolbox, call_too
 from reference_server.model import ModelInfo
 from reference_server.openai_api import ChatCompletionRequest, validation_error
 from reference_server.reasoning import ReasonedGeneration, Thought, reason
-from reference_server.serving import INTERNAL_ERROR, EventStream, limits_of, parse_body
+from reference_server.serving import INTERNAL_ERROR, EventStream, limits_of, parse_body, unless_disconnected
 from reference_server.textstream import Channel
 from reference_server.toolstream import ToolCallDelta
 
@@ -776,9 +776,13 @@ def lmstudio_router(
         run = _ChatRun(body, entry.key, models, limits_of(request), store, previous, toolbox)
         if body.stream:
             return EventStream(_stream(run), run.cancel)
-        try:
+
+        async def drain() -> None:
             async for _ in run.events():
                 pass
+
+        try:
+            await unless_disconnected(request, drain(), run.cancel)
         except ApiError:
             raise
         except Exception as exc:

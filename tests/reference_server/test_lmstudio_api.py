@@ -924,3 +924,23 @@ def test_lm_studio_style_script(download_app: tuple[FakeModels, httpx.Client]) -
     job = lms.post("/api/v1/models/download", json={"model": f"acme/{DOWNLOAD_KEY}"}).json()
     assert _wait_for_job(lms, job["job_id"])["status"] == "completed"
     assert DOWNLOAD_KEY in [model["key"] for model in lms.get("/api/v1/models").json()["models"]]
+
+
+def test_non_streaming_chat_stops_when_its_client_leaves(
+    app_and_url: tuple[FastAPI, str], models: FakeModels, reference_engine: Engine
+) -> None:
+    body = {**GREEDY, "model": models.base.key, "input": "Count from 1 to 500.", "max_output_tokens": 1500}
+    impatient = httpx.Client(base_url=app_and_url[1], timeout=httpx.Timeout(120, read=1.0))
+    with impatient, pytest.raises(httpx.ReadTimeout):
+        impatient.post("/api/v1/chat", json=body)
+    deadline = time.monotonic() + 120
+
+    def ended() -> bool:  # the request may still be queued when the client gives up
+        return bool(models.generations) and models.generations[-1].finished is not None and not models.held
+
+    while not ended() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ended()
+    finished = models.generations[-1].finished
+    assert finished is not None
+    assert finished.reason is FinishReason.CANCELLED
