@@ -7,6 +7,7 @@ engine: every key it serves is the same SmolLM2 weights, and a "load" only recor
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import re
 import threading
@@ -26,7 +27,7 @@ from reference_server import lmstudio_api
 from reference_server.app import create_app
 from reference_server.auth import ApiKeys
 from reference_server.downloads import Downloads, _Job
-from reference_server.embedded import base_url, bind, run_app
+from reference_server.embedded import base_url, bind, run_app, serve_in_thread
 from reference_server.engine import (
     Backend,
     Embeddings,
@@ -894,36 +895,48 @@ def test_invalid_tool_calls_are_failures(models: FakeModels) -> None:
 # ---- an LM Studio-style script -------------------------------------------------------------------
 
 
-def test_lm_studio_style_script(download_app: tuple[FakeModels, httpx.Client]) -> None:
+def lm_studio_script(lms: httpx.Client, download: str) -> None:
     """What a script written for LM Studio's REST API does: list, load, chat twice statefully, unload, download."""
-    _, lms = download_app
     models = lms.get("/api/v1/models").json()["models"]
     llm = next(model for model in models if model["type"] == "llm" and not model["loaded_instances"])
     loaded = lms.post("/api/v1/models/load", json={"model": llm["key"], "echo_load_config": True}).json()
     assert loaded["status"] == "loaded"
     instance_id = loaded["instance_id"]
+    rows = {model["key"]: model for model in lms.get("/api/v1/models").json()["models"]}
+    assert rows[llm["key"]]["loaded_instances"] == [{"id": instance_id, "config": loaded["load_config"]}]
 
-    first = lms.post("/api/v1/chat", json={"model": instance_id, "input": "My name is Ada.", "max_output_tokens": 8})
-    first_body = first.json()
+    chat = {"model": instance_id, "max_output_tokens": 8, **GREEDY}
+    first = lms.post("/api/v1/chat", json={**chat, "input": "My name is Ada."}).json()
     second = lms.post(
         "/api/v1/chat",
-        json={
-            "model": instance_id,
-            "input": "What is my name?",
-            "previous_response_id": first_body["response_id"],
-            "max_output_tokens": 8,
-        },
+        json={**chat, "input": "What is my name?", "previous_response_id": first["response_id"]},
     ).json()
-    assert second["stats"]["input_tokens"] > first_body["stats"]["input_tokens"]
+    assert second["stats"]["input_tokens"] > first["stats"]["input_tokens"]
     assert second["output"][-1]["type"] == "message"
 
     assert lms.post("/api/v1/models/unload", json={"instance_id": instance_id}).json() == {"instance_id": instance_id}
     rows = {model["key"]: model for model in lms.get("/api/v1/models").json()["models"]}
-    assert rows[instance_id]["loaded_instances"] == []
+    assert rows[llm["key"]]["loaded_instances"] == []
 
-    job = lms.post("/api/v1/models/download", json={"model": f"acme/{DOWNLOAD_KEY}"}).json()
+    job = lms.post("/api/v1/models/download", json={"model": download}).json()
     assert _wait_for_job(lms, job["job_id"])["status"] == "completed"
     assert DOWNLOAD_KEY in [model["key"] for model in lms.get("/api/v1/models").json()["models"]]
+    answer = lms.post("/api/v1/chat", json={**chat, "model": DOWNLOAD_KEY, "input": "Hi."}).json()
+    assert answer["model_instance_id"] == DOWNLOAD_KEY
+    assert "model_load_time_seconds" in answer["stats"]
+
+
+def test_lm_studio_style_script(download_app: tuple[FakeModels, httpx.Client]) -> None:
+    lm_studio_script(download_app[1], f"acme/{DOWNLOAD_KEY}")
+
+
+def test_lm_studio_style_script_against_the_registry(models_dir: Path, source: Path) -> None:
+    """The same script against the server with its real model registry (engines loaded and closed)."""
+    if "models_dir" not in inspect.signature(serve_in_thread).parameters:
+        pytest.skip("the model registry (branch lifecycle) is not merged yet")
+    options: dict[str, Any] = {"models_dir": models_dir, "download_sources": [source], "threads": 1}
+    with serve_in_thread(**options) as url, httpx.Client(base_url=url, timeout=120) as lms:
+        lm_studio_script(lms, DOWNLOAD_KEY)
 
 
 def test_non_streaming_chat_stops_when_its_client_leaves(
