@@ -137,6 +137,21 @@ def _models(request: Request) -> Models:
     return models
 
 
+async def _parse[M: BaseModel](request: Request, model: type[M]) -> M:
+    """The body as `model`; a missing field is LM Studio's `"<field>" is required` (missing_required_parameter)."""
+    try:
+        return await parse_body(request, model)
+    except ApiError as exc:
+        cause = exc.__cause__
+        missing = cause.errors()[0] if isinstance(cause, ValidationError) and cause.errors() else None
+        if missing is not None and missing["type"] == "missing" and len(missing["loc"]) == 1:
+            field_name = str(missing["loc"][0])
+            raise ApiError.bad_request(
+                f'"{field_name}" is required', param=field_name, code="missing_required_parameter"
+            ) from cause
+        raise
+
+
 # ---- requests ----------------------------------------------------------------------------------
 
 
@@ -725,7 +740,7 @@ def lmstudio_router(
 
     @router.post("/api/v1/models/load")
     async def load(request: Request) -> dict[str, Any]:
-        body = await parse_body(request, LoadRequest)
+        body = await _parse(request, LoadRequest)
         models = _models(request)
         models.entry(body.model)
         instance = await models.load(body.model, context_length=body.context_length, ttl=body.ttl)
@@ -741,13 +756,13 @@ def lmstudio_router(
 
     @router.post("/api/v1/models/unload")
     async def unload(request: Request) -> dict[str, Any]:
-        body = await parse_body(request, UnloadRequest)
+        body = await _parse(request, UnloadRequest)
         await _models(request).unload(body.instance_id)
         return {"instance_id": body.instance_id}
 
     @router.post("/api/v1/models/download")
     async def download(request: Request) -> dict[str, Any]:
-        body = await parse_body(request, DownloadRequest)
+        body = await _parse(request, DownloadRequest)
         models = _models(request)
         known = {entry.key for entry in models.entries()}
         return await downloads.start(body.model, models.models_dir, known, models.rescan)
@@ -758,7 +773,7 @@ def lmstudio_router(
 
     @router.post("/api/v1/chat")
     async def chat(request: Request) -> Response:
-        body = await parse_body(request, ChatRequest)
+        body = await _parse(request, ChatRequest)
         models = _models(request)
         entry = models.entry(body.model)
         _check_chat(body, entry)

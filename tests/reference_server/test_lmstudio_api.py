@@ -477,7 +477,12 @@ def test_chat_input_items_follow_the_real_server(http: httpx.Client, models: Fak
     assert "vision" in vision["message"]
     assert vision["param"] == "input"
     assert _error(http.post("/api/v1/chat", json={**chat, "input": []}), 400)["param"] == "input"
-    assert _error(http.post("/api/v1/chat", json={"input": "Hi"}), 400)["param"] == "model"
+    assert _error(http.post("/api/v1/chat", json={"input": "Hi"}), 400) == {
+        "type": "invalid_request",
+        "message": '"model" is required',
+        "code": "missing_required_parameter",
+        "param": "model",
+    }
 
 
 def test_chat_system_prompt_and_limits(http: httpx.Client, models: FakeModels) -> None:
