@@ -962,3 +962,15 @@ def test_non_streaming_chat_stops_when_its_client_leaves(
     finished = models.generations[-1].finished
     assert finished is not None
     assert finished.reason is FinishReason.CANCELLED
+
+
+def test_two_mcp_servers_offering_one_tool_are_refused(
+    mcp_client: httpx.Client, models: FakeModels, mcp_url: str
+) -> None:
+    twice = [_dice(mcp_url), {**_dice(mcp_url), "server_label": "dice-again"}]
+    chat = {"model": models.base.key, "input": ROLL, "integrations": twice}
+    error = _error(mcp_client.post("/api/v1/chat", json=chat), 400)
+    assert "'dice'" in error["message"]
+    assert "'dice-again'" in error["message"]
+    assert "roll_dice" in error["message"]
+    assert "allowed_tools" in error["message"]
