@@ -234,6 +234,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="LM Studio presets (*.preset.json) that requests may name in their `preset` field (default: none)",
     )
+    serve.add_argument(
+        "--download-source",
+        action="append",
+        metavar="DIR",
+        help="a directory of GGUFs (LM Studio layout, publisher/model/file.gguf) that POST /api/v1/models/download "
+        "copies from into --models-dir; repeatable; no network is used (default: none, installed model packages "
+        "only)",
+    )
     _command(serve, "reference_server.cli:serve")
 
     record = sub(

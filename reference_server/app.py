@@ -29,8 +29,9 @@ from reference_server.chat import (
     stats_of,
 )
 from reference_server.engine import Backend, Finished, GenerationRequest, Piece
-from reference_server.errors import ApiError, anthropic_error_body, error_body
+from reference_server.errors import ApiError, anthropic_error_body, error_body, native_error_body
 from reference_server.limits import Limits
+from reference_server.lmstudio_api import lmstudio_router
 from reference_server.lmstudio_v0 import lmstudio_v0_router
 from reference_server.models import Lease, LeaseScope, ModelEntry, Models, lease_for
 from reference_server.openai_api import (
@@ -62,6 +63,7 @@ __all__ = ["AnswerHook", "HookFactory", "answer_chat", "answer_completion", "cre
 log = logging.getLogger(__name__)
 DONE = b"data: [DONE]\n\n"
 ANTHROPIC_PREFIX = "/v1/messages"
+NATIVE_PREFIX = "/api/v1"
 
 
 def _error_event(message: str) -> bytes:
@@ -169,6 +171,10 @@ def create_app(
     app.include_router(router)
     responses = responses_router(models, ResponseStore(max_stored_responses), allow_remote_mcp=allow_remote_mcp)
     app.include_router(responses, dependencies=[Depends(authorize)])
+    native = lmstudio_router(
+        max_stored_responses=max_stored_responses, download_sources=download_sources, allow_remote_mcp=allow_remote_mcp
+    )
+    app.include_router(native, dependencies=[Depends(authorize)])
     return app
 
 
@@ -399,8 +405,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     ) -> Callable[[Request, Exception], Awaitable[Response]]:
         async def handle(request: Request, exc: Exception) -> Response:
             error = convert(request, exc)
-            if request.url.path.startswith(ANTHROPIC_PREFIX):  # Anthropic clients read their own envelope
+            path = request.url.path
+            if path.startswith(ANTHROPIC_PREFIX):  # Anthropic clients read their own envelope
                 return JSONResponse(anthropic_error_body(error.status, error.message), status_code=error.status)
+            if path == NATIVE_PREFIX or path.startswith(NATIVE_PREFIX + "/"):  # LM Studio's native API
+                return JSONResponse(native_error_body(error), status_code=error.status)
             return JSONResponse(error.body(), status_code=error.status)
 
         return handle

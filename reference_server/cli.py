@@ -57,6 +57,7 @@ def serve(args: argparse.Namespace) -> int:
     if max_jit_models < 1:
         raise UsageError(f"--max-jit-models {max_jit_models} must be at least 1")
     presets = _presets(args)
+    download_sources = _download_sources(args)
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:
@@ -87,6 +88,7 @@ def serve(args: argparse.Namespace) -> int:
         max_stored_responses=stored,
         allow_remote_mcp=getattr(args, "allow_remote_mcp", False),
         presets=presets,
+        download_sources=download_sources,
     )
     server = uvicorn.Server(server_config(app))
     try:
@@ -107,6 +109,8 @@ def _models_dir(args: argparse.Namespace) -> Path | None:
         what = "does not exist" if not path.exists() else "is not a directory"
         raise UsageError(f"--models-dir {value!r} {what}; pass a directory holding .gguf files (or create it)")
     return path
+
+
 def _presets(args: argparse.Namespace) -> Presets:
     """The presets of --presets-dir (none without it); a file the server cannot use stops the start-up."""
     directory = getattr(args, "presets_dir", None)
@@ -128,3 +132,15 @@ def _limits(args: argparse.Namespace) -> Limits:
             flag = "--" + name.replace("_", "-")
             raise UsageError(f"{flag} must be at least 1, not {value}")
     return Limits(**values)
+
+
+def _download_sources(args: argparse.Namespace) -> tuple[Path, ...]:
+    """The --download-source directories, each checked to exist."""
+    sources = tuple(Path(source).expanduser() for source in getattr(args, "download_source", None) or ())
+    for source in sources:
+        if not source.is_dir():
+            raise UsageError(
+                f"--download-source {str(source)!r} is not a directory; give a directory of GGUF files "
+                "(LM Studio's layout: publisher/model/file.gguf)"
+            )
+    return sources

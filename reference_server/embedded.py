@@ -118,6 +118,7 @@ def serve_in_thread(
     ttl: float | None = DEFAULT_TTL,
     max_jit_models: int = 1,
     presets_dir: Path | None = None,
+    download_sources: Sequence[Path] = (),
 ) -> Iterator[str]:
     """The reference server on a free port in this process: yields e.g. "http://127.0.0.1:54321".
 
@@ -136,7 +137,14 @@ def serve_in_thread(
         context_length=ctx,
     )
     models.adopt(engine, owned=False)
-    app = create_app(models, api_keys=keys, limits=limits, allow_remote_mcp=allow_remote_mcp, presets=presets)
+    app = create_app(
+        models,
+        api_keys=keys,
+        limits=limits,
+        allow_remote_mcp=allow_remote_mcp,
+        presets=presets,
+        download_sources=download_sources,
+    )
     try:
         with run_app(app, host=host, port=port) as url:
             yield url

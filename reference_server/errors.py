@@ -1,10 +1,10 @@
-"""OpenAI-shaped errors: the exception the handlers raise and the JSON body every error response carries."""
+"""Errors: the exception the handlers raise, and the JSON body of each surface (OpenAI, Anthropic, LM Studio native)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ApiError", "anthropic_error_body", "error_body"]
+__all__ = ["NATIVE_ERROR_TYPES", "ApiError", "anthropic_error_body", "error_body", "native_error_body"]
 
 
 def error_body(message: str, *, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
@@ -69,3 +69,43 @@ def anthropic_error_body(status: int, message: str) -> dict[str, Any]:
     """Anthropic's error envelope, {"type": "error", "error": {"type", "message"}}, its type from the status."""
     kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
     return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+NATIVE_ERROR_TYPES = frozenset(
+    {
+        "invalid_request",
+        "unknown",
+        "mcp_connection_error",
+        "plugin_connection_error",
+        "not_implemented",
+        "model_not_found",
+        "job_not_found",
+        "internal_error",
+    }
+)
+"""The `error.type` values of LM Studio's native API (its streaming-events page lists them)."""
+
+
+def _native_type(error: ApiError) -> str:
+    if error.type in NATIVE_ERROR_TYPES:
+        return error.type
+    if error.code in ("model_not_found", "job_not_found"):
+        return error.code
+    if error.status == 501:
+        return "not_implemented"
+    return "internal_error" if error.status >= 500 else "invalid_request"
+
+
+def native_error_body(error: ApiError) -> dict[str, Any]:
+    """LM Studio's native envelope (/api/v1): {"error": {"type", "message", "code"?, "param"?}}.
+
+    The type is the error's own when it is a native one (e.g. mcp_connection_error), else follows from its
+    code and status: model_not_found, job_not_found, not_implemented (501), internal_error (5xx) or
+    invalid_request. `code` and `param` appear only when set, as in LM Studio's own errors.
+    """
+    body: dict[str, Any] = {"type": _native_type(error), "message": error.message}
+    if error.code is not None:
+        body["code"] = error.code
+    if error.param is not None:
+        body["param"] = error.param
+    return {"error": body}

@@ -1,9 +1,10 @@
-"""Remote MCP servers for /v1/responses `mcp` tools: list a server's tools and call one (streamable HTTP)."""
+"""Remote MCP servers (/v1/responses `mcp` tools, /api/v1/chat `ephemeral_mcp` integrations): list a server's
+tools and call one (streamable HTTP)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client  # the SDK's client factory, MCP's timeouts
 
-__all__ = ["McpFailure", "McpServer", "McpTool", "call_tool", "list_tools"]
+__all__ = ["McpFailure", "McpServer", "McpTool", "Toolbox", "call_tool", "list_tools"]
 
 
 class McpFailure(Exception):
@@ -94,3 +95,40 @@ def _text(part: Any) -> str:
         return part.text
     dumped = part.model_dump(exclude_none=True) if hasattr(part, "model_dump") else part
     return json.dumps(dumped, ensure_ascii=False, default=str)
+
+
+@dataclass
+class Toolbox:
+    """The tools of several MCP servers, each name bound to the one server that offers it."""
+
+    tools: list[McpTool] = field(default_factory=list)
+    servers: dict[str, McpServer] = field(default_factory=dict)
+    listed: list[tuple[McpServer, list[McpTool]]] = field(default_factory=list)
+    """Each server with the tools it offers (for a per-server listing such as Responses' mcp_list_tools)."""
+
+    @classmethod
+    async def connect(cls, servers: Sequence[McpServer]) -> Toolbox:
+        """Every server's allowed tools: McpFailure if one cannot be reached, ValueError if two offer a name."""
+        box = cls()
+        for server in servers:
+            tools = await list_tools(server)
+            box.listed.append((server, tools))
+            for tool in tools:
+                if tool.name in box.servers:
+                    raise ValueError(
+                        f"two MCP servers ({box.servers[tool.name].label!r} and {server.label!r}) offer a tool named "
+                        f"{tool.name!r}; restrict one with allowed_tools"
+                    )
+                box.servers[tool.name] = server
+                box.tools.append(tool)
+        return box
+
+    def function_tools(self) -> list[dict[str, Any]]:
+        """The tools as chat-completions function tools, for the shared chat pipeline."""
+        return [
+            {
+                "type": "function",
+                "function": {"name": tool.name, "description": tool.description, "parameters": tool.input_schema},
+            }
+            for tool in self.tools
+        ]

@@ -21,7 +21,7 @@ from reference_server.chat import ChatPlan, OutputShaper, Part, plan_chat
 from reference_server.engine import Backend, Finished, FinishReason, Generation, Piece, Sampling
 from reference_server.errors import ApiError
 from reference_server.limits import Limits
-from reference_server.mcp_client import McpFailure, McpServer, McpTool, call_tool, list_tools
+from reference_server.mcp_client import McpFailure, McpServer, McpTool, Toolbox, call_tool
 from reference_server.models import Models, lease_for
 from reference_server.openai_api import ChatCompletionRequest, LifecycleFields, validation_error
 from reference_server.reasoning import ReasonedGeneration, Thought, reason
@@ -844,23 +844,15 @@ def responses_router(models: Models, store: ResponseStore, *, allow_remote_mcp: 
 
     async def _connect(body: ResponsesRequest) -> _Mcp:
         configs = mcp_configs(body, allowed=allow_remote_mcp)
-        mcp = _Mcp()
-        for config in configs:
-            server = config.server()
-            try:
-                tools = await list_tools(server)
-            except McpFailure as exc:
-                raise ApiError(
-                    424, str(exc), type_="external_connector_error", param="tools", code="http_error"
-                ) from exc
-            for tool in tools:
-                if tool.name in mcp.servers:
-                    raise ApiError.bad_request(
-                        f"two MCP servers offer a tool named {tool.name!r}; restrict one with allowed_tools",
-                        param="tools",
-                    )
-                mcp.servers[tool.name] = (config, server)
-            mcp.tools.extend(tools)
+        try:
+            box = await Toolbox.connect([config.server() for config in configs])
+        except McpFailure as exc:
+            raise ApiError(424, str(exc), type_="external_connector_error", param="tools", code="http_error") from exc
+        except ValueError as exc:  # two servers offer one tool name
+            raise ApiError.bad_request(str(exc), param="tools") from exc
+        mcp = _Mcp(tools=box.tools)
+        for config, (server, tools) in zip(configs, box.listed, strict=True):
+            mcp.servers.update({tool.name: (config, server) for tool in tools})
             mcp.listings.append(
                 {
                     "id": _new_id("mcpl"),
