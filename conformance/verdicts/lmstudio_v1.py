@@ -427,7 +427,14 @@ def event_schema(found: V1View) -> Iterator[Issue]:
         yield from _schema_issues(
             Schema.LMSTUDIO_V1_CHAT_EVENT, frame.payload, f"the {frame.type or 'untyped'} event", chunk=frame.chunk
         )
-        if frame.name != frame.type:
+        if frame.name is None:
+            yield Issue(
+                "the event has no `event:` line; LM Studio names every event by its type, and clients dispatch on it",
+                chunk=frame.chunk,
+                expected=f"event: {frame.type}",
+                seen=None,
+            )
+        elif frame.name != frame.type:
             yield Issue(
                 f"the `event:` line says {frame.name!r} but the data's type is {frame.type!r}",
                 chunk=frame.chunk,
