@@ -104,7 +104,7 @@ def test_a_good_stream_has_no_finding() -> None:
 
 
 def test_an_error_event_followed_by_chat_end_is_in_order() -> None:
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "chat.start", "model_instance_id": "m"},
         {"type": "error", "error": {"type": "internal_error", "message": "boom"}},
         {"type": "chat.end", "result": {**RESULT, "output": []}},
