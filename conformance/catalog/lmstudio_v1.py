@@ -354,55 +354,91 @@ def _chat_answered(*indexes: int, streamed: bool = False) -> Exercised:
 
 DICE_LABEL = "dice"
 DICE_TOOL = "roll_dice"
-DICE_PROMPT = "Roll a 20-sided die with the roll_dice tool and tell me the result."
+DICE_PROMPT = "Use the roll_dice tool to roll a 20-sided die."
 
 
 def _dice(url: str) -> dict[str, Any]:
     return {"type": "ephemeral_mcp", "server_label": DICE_LABEL, "server_url": url, "allowed_tools": [DICE_TOOL]}
 
 
+def _real_calls(found: V1View) -> list[dict[str, Any]]:
+    """The tool_call items of roll_dice from the `dice` server whose output is the MCP tool's own (its text
+    comes from nowhere but the suite's MCP server)."""
+    return [
+        c
+        for c in found.tool_calls
+        if c.get("tool") == DICE_TOOL
+        and as_dict(c.get("provider_info")).get("server_label") == DICE_LABEL
+        and DICE_OUTPUT in str(c.get("output"))
+    ]
+
+
+def _unanswered_call(exchange: Exchange | None) -> bool:
+    """A 2xx answer without a real roll_dice call (the model chose to answer instead)."""
+    found = None if exchange is None else _view(exchange)
+    return found is not None and found.result is not None and not _real_calls(found)
+
+
 def _ephemeral_mcp(target: Target) -> Generator[RequestSpec, Exchange, None]:
     # Starts the MCP server the target is asked to use, for the plan's duration (as the Responses MCP check does).
     with loopback_mcp() as url:
+        answers = []
         for stream in (False, True):
-            yield _chat(target, input=DICE_PROMPT, integrations=[_dice(url)], max_output_tokens=64, stream=stream)
+            answers.append(
+                (yield _chat(target, input=DICE_PROMPT, integrations=[_dice(url)], max_output_tokens=64, stream=stream))
+            )
+    if any(_unanswered_call(a) for a in answers):
+        # the same request without the integration: did the MCP server's tools reach the model's prompt?
+        yield _chat(target, input=DICE_PROMPT, max_output_tokens=64)
 
 
 def mcp_called(*indexes: int) -> Expectation:
-    """The answer has a tool_call item of roll_dice from the `dice` ephemeral MCP server whose output is the MCP
-    tool's own (its text cannot come from anywhere but the suite's MCP server)."""
+    """The answer has a tool_call item of roll_dice from the `dice` ephemeral MCP server with the MCP tool's output."""
 
     def judge(contexts: Sequence[Context]) -> Iterator[Issue]:
         for i in indexes:
             found = _view(contexts[i])
-            if found is None or found.result is None:
+            if found is None or found.result is None or _real_calls(found):
                 continue
-            calls = found.tool_calls
-            real = [
-                c
-                for c in calls
-                if c.get("tool") == DICE_TOOL
-                and as_dict(c.get("provider_info")).get("server_label") == DICE_LABEL
-                and DICE_OUTPUT in str(c.get("output"))
-            ]
-            if not real:
-                yield Issue(
-                    "no tool_call item carries the output of the MCP server's roll_dice: the tool was not called",
-                    item=ids.REST_V1_MCP,
-                    exchange=i,
-                    chunk=found.result_chunk,
-                    pointer=f"{found.result_pointer}/output",
-                    expected=f"a tool_call of {DICE_TOOL!r} (provider_info.server_label {DICE_LABEL!r}) whose output "
-                    f"has {DICE_OUTPUT!r}",
-                    seen=calls or found.output,
-                )
+            yield Issue(
+                "no tool_call item carries the output of the MCP server's roll_dice: the tool was not called"
+                + _reached(contexts, i),
+                item=ids.REST_V1_MCP,
+                exchange=i,
+                chunk=found.result_chunk,
+                pointer=f"{found.result_pointer}/output",
+                expected=f"a tool_call of {DICE_TOOL!r} (provider_info.server_label {DICE_LABEL!r}) whose output "
+                f"has {DICE_OUTPUT!r}",
+                seen=found.tool_calls or found.output,
+            )
 
     return judge
 
 
+def _prompt_grew(exchanges: Sequence[Exchange], index: int) -> tuple[int, int] | None:
+    """(input_tokens with the integration, without) when the request without it (the last) was sent."""
+    if len(exchanges) < 3:
+        return None
+    with_it, without = _view(exchanges[index]), _view(exchanges[-1])
+    first = None if with_it is None else with_it.stats.get("input_tokens")
+    second = None if without is None else without.stats.get("input_tokens")
+    return (first, second) if isinstance(first, int) and isinstance(second, int) else None
+
+
+def _reached(contexts: Sequence[Context], index: int) -> str:
+    counts = _prompt_grew([c.exchange for c in contexts], index)
+    if counts is None or counts[0] > counts[1]:
+        return ""
+    return (
+        f", and its tools did not reach the model: input_tokens is {counts[0]} with the integration and "
+        f"{counts[1]} without it"
+    )
+
+
 def _mcp_exercised(exchanges: Sequence[Exchange]) -> str | None:
     """Skipped when the server refuses the suite's loopback MCP URL (LM Studio >= 0.4.15: "URL resolves to a
-    non-public address"); any other error is judged (and fails)."""
+    non-public address"), or when the model answered without calling roll_dice although the server put the
+    tool in its prompt (input_tokens grow with the integration); any other failure is judged (and fails)."""
     if len(exchanges) < 2:
         return "the requests were not sent"
     for i, exchange in enumerate(exchanges):
@@ -411,6 +447,13 @@ def _mcp_exercised(exchanges: Sequence[Exchange]) -> str | None:
         refusal = refusal_of_loopback(Context(exchange))
         if refusal is not None:
             return f"the server refuses MCP servers on loopback addresses, as LM Studio >= 0.4.15 does: {refusal}"
+    for i in (0, 1):
+        counts = _prompt_grew(exchanges, i)
+        if _unanswered_call(exchanges[i]) and counts is not None and counts[0] > counts[1]:
+            return (
+                f"the model answered request #{i} without calling roll_dice, though the server put the tool in its "
+                f"prompt (input_tokens {counts[0]} with the integration, {counts[1]} without)"
+            )
     return None
 
 

@@ -62,6 +62,9 @@ class FakeLmStudio:
     )
     chats: dict[str, list[str]] = field(default_factory=dict)
     refuse_loopback: bool = False
+    tools: str = "call"
+    """What the "model" does with an ephemeral MCP server's tools: `call` them, `decline` (they are in its
+    prompt, it answers without calling) or `ignore` (the server drops the integration)."""
     mcp_calls: list[dict[str, Any]] = field(default_factory=list)
 
     def row(self, key: str) -> dict[str, Any] | None:
@@ -151,6 +154,11 @@ def fake_app(state: FakeLmStudio | None = None) -> Starlette:
                     f"'{integration.get('server_url')}'. URL resolves to a non-public address. We only allow public "
                     "addresses for dynamic remote MCP connections.",
                 )
+            if fake.tools == "ignore":
+                continue
+            prompt_tokens += 12  # the tool's definition in the prompt
+            if fake.tools == "decline":
+                continue
             info = {"type": "ephemeral_mcp", "server_label": integration["server_label"]}
             server = McpServer(integration["server_label"], integration["server_url"])
             arguments = {"sides": 20}

@@ -447,6 +447,24 @@ def test_mcp_check_proves_the_call_reached_the_suite_s_mcp_server() -> None:
     assert fake.mcp_calls == [{"sides": 20}, {"sides": 20}]
 
 
+def test_a_model_that_declines_the_tool_is_not_exercised() -> None:
+    item, check = _pair("ephemeral-mcp-call")
+    with _served(FakeLmStudio(tools="decline")) as (client, target):
+        result = run_check(client, target, check, item=item)
+    assert result.status is Status.SKIP
+    assert "without calling roll_dice, though the server put the tool in its prompt" in result.message
+
+
+def test_a_server_that_drops_the_integration_fails() -> None:
+    item, check = _pair("ephemeral-mcp-call")
+    with _served(FakeLmStudio(tools="ignore")) as (client, target):
+        result = run_check(client, target, check, item=item)
+    assert result.status is Status.FAIL
+    assert "its tools did not reach the model" in result.message
+    assert len(result.requests) == 3
+    assert "integrations" not in result.requests[2]["body"]
+
+
 @pytest.mark.parametrize(
     ("item", "check_id", "index", "expected"),
     [
