@@ -393,6 +393,21 @@ def test_refused_loopback_mcp_is_skipped_with_the_reason(recorded: Recorded) -> 
     assert "URL resolves to a non-public address" in result.message
 
 
+def test_a_loopback_refusal_inside_a_stream_is_skipped_too(recorded: Recorded) -> None:
+    _, check = _pair("ephemeral-mcp-call")
+    message = "Unable to connect to remote MCP server 'dice'. URL resolves to a non-public address."
+
+    def refused(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        error = {"type": "error", "error": {"type": "mcp_connection_error", "message": message}}
+        end = {"type": "chat.end", "result": {**_result(payloads), "output": []}}
+        return [payloads[0], error, end]
+
+    exchanges = _at(1, _edit_events(refused))(recorded["ephemeral-mcp-call"])
+    result = judge_check(check, exchanges).result
+    assert result.status is Status.SKIP
+    assert message in result.message
+
+
 @pytest.mark.parametrize("pair", CHECKS, ids=lambda pair: f"{pair[0].id}:{pair[1].id}")
 def test_a_server_without_api_v1_is_skipped_unless_expected(pair: tuple[Item, Check], recorded: Recorded) -> None:
     item, check = pair
