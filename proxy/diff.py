@@ -29,9 +29,13 @@ _GENERATED_PATHS = (
     r"\['(?:content|text|delta|reasoning_content|reasoning|refusal|arguments|partial_json|thinking|signature)'\]$",
     r"\['input'\]\[.+\]$",
     r"\['sequence_number'\]$",
+    r"\['(?:tokens_per_second|time_to_first_token(?:_seconds)?|generation_time|(?:model_)?load_time_seconds)'\]$",
+    r"\['progress'\]$",
+    r"\['arguments'\]\[.+\]$",
 )
-"""Generated text and tool-argument values, and Responses event numbers (they count the deltas): compared by type
-only (a string for a string, a number for a number)."""
+"""Generated text and tool-argument values, Responses event numbers (they count the deltas), LM Studio's timings
+(`stats`, `load_time_seconds`) and progress fractions: compared by type only (a string for a string, a number for
+a number)."""
 
 
 class Change(StrEnum):

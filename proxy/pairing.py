@@ -11,7 +11,7 @@ from typing import Any
 
 from conformance.exchange import Exchange, Request
 
-__all__ = ["VOLATILE_KEY", "Pairing", "describe", "pair", "request_key", "without_volatile"]
+__all__ = ["LOOPBACK_PORT", "VOLATILE_KEY", "Pairing", "describe", "pair", "request_key", "without_volatile"]
 
 VOLATILE_KEY = re.compile(
     r"^(id|\w+_id|\w+_ids|created|created_at|completed_at|expires_at|timestamp|system_fingerprint|timings)$"
@@ -20,12 +20,19 @@ VOLATILE_KEY = re.compile(
 previous response id), creation times, fingerprints, llama.cpp's `timings`."""
 
 
+LOOPBACK_PORT = re.compile(r"(\bhttps?://(?:localhost|127(?:\.\d{1,3}){3}|\[::1\])):\d+")
+"""A loopback URL's port: a server a client starts for the exchange (the suite's MCP server, named by
+`server_url` in an `ephemeral_mcp` integration or an `mcp` tool) listens on a new one each run."""
+
+
 def without_volatile(value: Any) -> Any:
-    """A JSON value with every volatile field dropped, at any depth."""
+    """A JSON value with every volatile field dropped, at any depth, and loopback ports made generic."""
     if isinstance(value, dict):
         return {k: without_volatile(v) for k, v in value.items() if not VOLATILE_KEY.match(k)}
     if isinstance(value, list):
         return [without_volatile(v) for v in value]
+    if isinstance(value, str):
+        return LOOPBACK_PORT.sub(r"\1:PORT", value)
     return value
 
 

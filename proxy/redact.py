@@ -43,8 +43,10 @@ class Redactor:
     `n_` or `num_`, or ending in `_ms`, `_us`, `_ns`, `_sec`, `_seconds`, `_count`, `_id`, `_ids` or `_index`
     (`predicted_per_token_ms`, `time_to_first_token`). Request bodies and plain response bodies have their
     secret JSON fields redacted when the value is a scalar (a tool schema property named `api_key` stays a
-    schema); the `token` of a logprobs entry is generated text and is kept. Then every secret value taken out
-    of the request is also replaced wherever else it appears: a server that echoes a key in an error message.
+    schema); the `token` of a logprobs entry is generated text and the `key` of a model row of LM Studio's
+    `/api/v1/models` (an object with `display_name` or `loaded_instances`) is the model's name: both are kept.
+    Then every secret value taken out of the request is also replaced wherever else it appears: a server that
+    echoes a key in an error message.
     """
 
     extra: frozenset[str] = field(default_factory=frozenset)
@@ -146,9 +148,11 @@ class Redactor:
     def _json(self, value: Any, secrets: set[str]) -> Any:
         if isinstance(value, dict):
             logprob_entry = "logprob" in value
+            model_row = "loaded_instances" in value or "display_name" in value
             out: dict[str, Any] = {}
             for name, item in value.items():
-                if (logprob_entry and name == "token") or not self.is_secret(name):
+                kept = (logprob_entry and name == "token") or (model_row and name == "key")
+                if kept or not self.is_secret(name):
                     out[name] = self._json(item, secrets)
                 else:
                     out[name] = self._secret(item, secrets)

@@ -241,7 +241,11 @@ def _error(message: str, type_: str, code: str) -> dict[str, Any]:
 
 
 def _in_format_of(request: Request, error: dict[str, Any]) -> dict[str, Any]:
-    """Anthropic clients read `{"type": "error", "error": {"type", "message"}}` on /v1/messages*."""
+    """Anthropic clients read `{"type": "error", "error": {"type", "message"}}` on /v1/messages*, LM Studio's native
+    clients `{"error": {"type", "message", "code"}}` on /api/v1/*."""
+    if request.path.startswith("/api/v1/"):
+        inner = error["error"]
+        return {"error": {"type": "invalid_request", "message": inner["message"], "code": inner["code"]}}
     if not request.path.startswith("/v1/messages"):
         return error
     return {"type": "error", "error": {"type": "not_found_error", "message": error["error"]["message"]}}

@@ -15,9 +15,10 @@ from conformance.applicability import unimplemented
 from conformance.check import Item, Status
 from conformance.exchange import Exchange, Request
 from conformance.findings import ERROR, Finding
-from conformance.verdicts import Context, answer
+from conformance.verdicts import Context, answer, lmstudio_v1
 from conformance.verdicts import items as ids
 from conformance.verdicts.presets import names_unknown_preset
+from conformance.verdicts.context import as_dict
 from conformance.verdicts.tools import normalised_name
 
 __all__ = ["exercises", "recorded_status", "unimplemented"]
@@ -127,6 +128,26 @@ def _reasoning_effort(ctx: Context) -> bool:
     return ctx.ok and isinstance(reasoning, dict) and reasoning.get("effort") is not None
 
 
+def _v1_models(ctx: Context) -> bool:
+    """A model listing with models in it, a load or an unload, answered."""
+    found = lmstudio_v1.view(ctx)
+    if found is None or not ctx.ok or found.route is lmstudio_v1.Route.CHAT:
+        return False
+    return found.route is not lmstudio_v1.Route.MODELS or bool(as_dict(ctx.body).get("models"))
+
+
+def _v1_chat(ctx: Context) -> bool:
+    """A chat answered with its result (a body, or a stream's chat.end)."""
+    found = lmstudio_v1.view(ctx)
+    return found is not None and found.route is lmstudio_v1.Route.CHAT and found.result is not None
+
+
+def _v1_mcp(ctx: Context) -> bool:
+    """A chat with an ephemeral MCP integration whose answer has a tool call of it."""
+    found = lmstudio_v1.view(ctx)
+    return _v1_chat(ctx) and found is not None and bool(found.integrations) and bool(found.tool_calls)
+
+
 _EXERCISED_BY: dict[str, Predicate] = {
     ids.BASE_CHAT: lambda ctx: _answered(ctx) and not ctx.asked_stream,
     ids.BASE_STREAMING: _streamed,
@@ -163,6 +184,9 @@ _EXERCISED_BY: dict[str, Predicate] = {
     ids.RESPONSES_FUNCTION_TOOLS: lambda ctx: ctx.ok and "function" in _tool_types(ctx),
     ids.RESPONSES_REMOTE_MCP: lambda ctx: ctx.ok and "mcp" in _tool_types(ctx),
     ids.RESPONSES_REASONING_EFFORT: _reasoning_effort,
+    ids.REST_V1_MODELS: _v1_models,
+    ids.REST_V1_CHAT: _v1_chat,
+    ids.REST_V1_MCP: _v1_mcp,
 }
 
 

@@ -336,7 +336,9 @@ DICE_OUTPUT = "The llm-conformance die shows"
 def _dice_server() -> Any:
     from mcp.server import MCPServer
 
-    server = MCPServer("llm-conformance-dice")
+    # WARNING: the SDK configures the root logger at this level if nothing did, and at INFO every request of the
+    # run (httpx's log lines) would be printed among the results.
+    server = MCPServer("llm-conformance-dice", log_level="WARNING")
 
     @server.tool()
     def roll_dice(sides: int = 6) -> str:

@@ -39,14 +39,6 @@ UNCOVERED_ITEMS: dict[str, Item] = {
         _cli("0.3.27/lms-chat-interrupt", "0.3.27", "`lms chat`: Ctrl+C interrupts an ongoing prediction"),
         _cli("0.3.27/lms-ps-json", "0.3.27", "`lms ps --json` reports generation status and queued requests"),
         _cli("0.3.29/lms-ls-variants", "0.3.29", "`lms ls --variants` lists the variants of multi-variant models"),
-        _api("0.4.0/rest-v1-chat", "0.4.0", "Native REST API v1: chat with stateful chats", "/api/v1/chat"),
-        _api(
-            "0.4.0/rest-v1-models",
-            "0.4.0",
-            "Native REST API v1: models, with download and load endpoints",
-            "/api/v1/models",
-        ),
-        _api("0.4.0/rest-v1-mcp", "0.4.0", "Native REST API v1: MCP via API", "/api/v1/chat"),
         _api("0.4.0/auth-tokens", "0.4.0", "Authentication configuration with API tokens", "/v1/models"),
     )
 }

@@ -12,6 +12,7 @@ from conformance.verdicts import (
     embeddings,
     errors,
     framing,
+    lmstudio_v1,
     models,
     presets,
     responses,
@@ -64,7 +65,8 @@ RULES: tuple[Rule, ...] = (
 def validate_context(ctx: Context) -> list[Finding]:
     """Every applicable rule's findings for one exchange, reusing the context's derived views."""
     if ctx.endpoint is None:
-        return anthropic.validate_context(ctx)  # /v1/messages*: its own rules; [] for other unknown paths
+        # /v1/messages* and /api/v1/*: their own rules; [] for other unknown paths
+        return anthropic.validate_context(ctx) + lmstudio_v1.validate_context(ctx)
     return [finding for r in RULES for finding in r.findings(ctx)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
@@ -12,9 +13,21 @@ from conformance.exchange import Exchange, SSEEvent
 from conformance.findings import ERROR
 from conformance.verdicts import items
 
-__all__ = ["DONE", "Context", "Endpoint", "Issue", "StreamView", "as_dict", "endpoint_of", "excerpt"]
+__all__ = [
+    "DONE",
+    "LMSTUDIO_V1_PATH",
+    "Context",
+    "Endpoint",
+    "Issue",
+    "StreamView",
+    "as_dict",
+    "endpoint_of",
+    "excerpt",
+]
 
 DONE = "[DONE]"
+LMSTUDIO_V1_PATH = re.compile(r"(?:^|/)api/v1/(chat|models(?:/.*)?)$")
+"""LM Studio's native v1 paths (`/api/v1/chat`, `/api/v1/models...`); `/api/v1/chat/completions` is OpenAI's."""
 
 
 class Endpoint(StrEnum):
@@ -34,6 +47,8 @@ def endpoint_of(method: str, path: str) -> Endpoint | None:
     """Which known endpoint a request went to, or None (the rules then have nothing to say)."""
     p = path.split("?", 1)[0].rstrip("/")
     method = method.upper()
+    if LMSTUDIO_V1_PATH.search(p):
+        return None  # LM Studio's native v1 routes: conformance.verdicts.lmstudio_v1 judges them
     if method == "POST":
         if p.endswith("/chat/completions") or p == "chat/completions":
             return Endpoint.CHAT

@@ -25,6 +25,9 @@ __all__ = [
     "RESPONSES_STATEFUL",
     "RESPONSES_STREAMING",
     "RESPONSE_FORMAT_TEXT",
+    "REST_V1_CHAT",
+    "REST_V1_MCP",
+    "REST_V1_MODELS",
     "SPECULATIVE_DECODING",
     "STREAMED_TOOL_ARGUMENTS",
     "STREAM_ERRORS",
@@ -77,3 +80,6 @@ RESPONSES_STREAMING = "0.3.29/responses-streaming"
 RESPONSES_FUNCTION_TOOLS = "0.3.29/responses-function-tools"
 RESPONSES_REMOTE_MCP = "0.3.29/responses-remote-mcp"
 RESPONSES_REASONING_EFFORT = "0.3.29/responses-reasoning-effort"
+REST_V1_MODELS = "0.4.0/rest-v1-models"
+REST_V1_CHAT = "0.4.0/rest-v1-chat"
+REST_V1_MCP = "0.4.0/rest-v1-mcp"

@@ -135,6 +135,15 @@ def test_logprob_token_is_generated_text() -> None:
     assert Redactor().json(body) == body
 
 
+def test_lmstudio_model_keys_are_names_not_secrets() -> None:
+    row = {"type": "llm", "key": "qwen3-8b", "display_name": "Qwen3 8B", "loaded_instances": [{"id": "qwen3-8b"}]}
+    models = {
+        "models": [row, {"type": "embedding", "key": "nomic-embed", "display_name": "Nomic", "loaded_instances": []}]
+    }
+    assert Redactor().json(models) == models
+    assert Redactor().json({"key": "sk-secret-1234", "value": 1}) == {"key": REDACTED, "value": 1}
+
+
 def _exchange(secret: str) -> Exchange:
     return Exchange(
         request=Request(
