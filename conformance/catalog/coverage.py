@@ -17,8 +17,8 @@ from conformance.exchange import Exchange, Request
 from conformance.findings import ERROR, Finding
 from conformance.verdicts import Context, answer, lmstudio_v1
 from conformance.verdicts import items as ids
-from conformance.verdicts.presets import names_unknown_preset
 from conformance.verdicts.context import as_dict
+from conformance.verdicts.presets import names_unknown_preset
 from conformance.verdicts.tools import normalised_name
 
 __all__ = ["exercises", "recorded_status", "unimplemented"]
