@@ -5,6 +5,7 @@ from __future__ import annotations
 from conformance.catalog.anthropic import ANTHROPIC_ITEMS
 from conformance.catalog.base import BASE_ITEMS
 from conformance.catalog.extras import EXTRA_ITEMS
+from conformance.catalog.lifecycle import LIFECYCLE_ITEMS
 from conformance.catalog.responses import RESPONSES_ITEMS
 from conformance.catalog.tools import TOOL_ITEMS
 from conformance.catalog.uncovered import CLI_SKIP_REASON, UNCOVERED_ITEMS
@@ -61,7 +62,15 @@ _ORDER = (
 )
 """Changelog order, oldest first, each release's items in the order its entry lists them."""
 
-_VERSIONED = {**TOOL_ITEMS, **USAGE_ITEMS, **EXTRA_ITEMS, **ANTHROPIC_ITEMS, **RESPONSES_ITEMS, **UNCOVERED_ITEMS}
+_VERSIONED = {
+    **TOOL_ITEMS,
+    **USAGE_ITEMS,
+    **EXTRA_ITEMS,
+    **ANTHROPIC_ITEMS,
+    **RESPONSES_ITEMS,
+    **UNCOVERED_ITEMS,
+    **LIFECYCLE_ITEMS,
+}
 
 ITEMS: tuple[Item, ...] = (*BASE_ITEMS, *(_VERSIONED[i] for i in _ORDER))
 """The whole catalog: the `base/*` fundamentals, then every changelog item from oldest to newest."""

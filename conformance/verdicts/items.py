@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ANTHROPIC_MESSAGES",
+    "AUTH_TOKENS",
     "BASE_CHAT",
     "BASE_COMPLETIONS",
     "BASE_ERRORS",
@@ -75,3 +76,4 @@ RESPONSES_STREAMING = "0.3.29/responses-streaming"
 RESPONSES_FUNCTION_TOOLS = "0.3.29/responses-function-tools"
 RESPONSES_REMOTE_MCP = "0.3.29/responses-remote-mcp"
 RESPONSES_REASONING_EFFORT = "0.3.29/responses-reasoning-effort"
+AUTH_TOKENS = "0.4.0/auth-tokens"
