@@ -3,15 +3,17 @@ model state and a simulated clock, each broken one way."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from conformance.catalog import by_id
-from conformance.check import Check, Status
+from conformance.check import Check, RequestSpec, Status
+from conformance.exchange import Exchange, Request, Response
 from conformance.runner import CheckRun, applicable, judge_check
 from conformance.verdicts import items as ids
-from tests.conformance.conftest import TARGET, Wire
+from tests.conformance.conftest import MODEL, TARGET, Wire, run_plan
 
 NOT_EXERCISED = "not exercised: "
 
@@ -100,3 +102,189 @@ def test_capabilities_not_exercised_by_a_list_of_embedding_models() -> None:
         result.message
         == NOT_EXERCISED + "GET /api/v0/models lists no LLM or VLM row (embedding rows need no `capabilities`)"
     )
+
+
+# -- 0.3.9/ttl --------------------------------------------------------------------------------------------------
+
+JIT = "fake-jit-model"
+_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+_REQUEST_SECONDS = 0.05
+"""How long each fake request takes on the simulated clock."""
+
+
+class LifecycleServer:
+    """A fake LM Studio with model state and a simulated clock (a RequestSpec's `wait` advances it): the target's
+    model is loaded for good, JIT is not loaded; a request naming JIT loads it with its `ttl`, which unloads it
+    after that much idle time. `bugs` break it one way."""
+
+    BUGS = frozenset(
+        {
+            "never_unloads",  # the TTL is accepted and ignored (issue 12: "a server whose models never unload")
+            "reload_fails",  # the request after an unload fails instead of loading the model again
+            "not_loaded_while_serving",  # the row says not-loaded right after the model answered
+            "all_loaded",  # every model is loaded: nothing to JIT-load
+            "no_state",  # rows without `state`
+            "no_v0",  # /api/v0 answers 404
+            "reject_ttl",  # 400 on `ttl`
+            "slow_first_poll",  # the first poll arrives after the TTL (a loaded machine): nothing to judge there
+        }
+    )
+
+    def __init__(self, *bugs: str) -> None:
+        assert set(bugs) <= self.BUGS, set(bugs) - self.BUGS
+        self.bugs = frozenset(bugs)
+        self.now = 0.0
+        self.loaded: dict[str, float | None] = {MODEL: None}
+        """Loaded model -> its TTL (None: never unloads)."""
+        self.idle_since: dict[str, float] = {}
+        self.unloads = 0
+        self.polls = 0
+        if "all_loaded" in self.bugs:
+            self.loaded[JIT] = None
+
+    def __call__(self, spec: RequestSpec) -> Exchange:
+        self.now += spec.wait
+        if spec.path.startswith("/api/v0/models/") and self.polls == 0 and "slow_first_poll" in self.bugs:
+            self.now += 3.0
+        started = self.now
+        self._expire()
+        status, body = self._answer(spec)
+        self.now += _REQUEST_SECONDS
+        request = Request(spec.method, TARGET.base_url + spec.path, spec.path, dict(spec.headers), spec.body)
+        response = Response(status, {"content-type": "application/json"}, body=body)
+        started_at = (_EPOCH + timedelta(seconds=started)).isoformat()
+        return Exchange(request, response, started_at=started_at, duration_ms=_REQUEST_SECONDS * 1000)
+
+    def _expire(self) -> None:
+        if "never_unloads" in self.bugs:
+            return
+        for key, ttl in list(self.loaded.items()):
+            if ttl is not None and self.now - self.idle_since[key] >= ttl:
+                del self.loaded[key]
+                self.unloads += 1
+
+    def _row(self, key: str) -> dict[str, Any]:
+        row: dict[str, Any] = {"id": key, "object": "model", "type": "llm", "capabilities": ["tool_use"]}
+        if "no_state" not in self.bugs:
+            row["state"] = "loaded" if key in self.loaded else "not-loaded"
+            if key == JIT and "not_loaded_while_serving" in self.bugs:
+                row["state"] = "not-loaded"
+        return row
+
+    def _answer(self, spec: RequestSpec) -> tuple[int, Any]:
+        if spec.path.startswith("/api/") and "no_v0" in self.bugs:
+            return 404, {"error": {"message": f"Cannot {spec.method} {spec.path}", "type": "not_found_error"}}
+        if spec.path == "/api/v0/models":
+            return 200, {"object": "list", "data": [self._row(MODEL), self._row(JIT)]}
+        if spec.path.startswith("/api/v0/models/"):
+            self.polls += 1
+            return 200, self._row(spec.path.rsplit("/", 1)[-1])
+        body = spec.body
+        assert spec.method == "POST", spec
+        assert isinstance(body, dict), spec
+        if "reject_ttl" in self.bugs and "ttl" in body:
+            return 400, {"error": {"message": "Unrecognized key: ttl", "type": "invalid_request_error"}}
+        model = body["model"]
+        if model not in self.loaded:
+            if self.unloads and "reload_fails" in self.bugs:
+                return 500, {"error": {"message": "model handle is closed", "type": "server_error"}}
+            self.loaded[model] = body.get("ttl")
+        self.idle_since[model] = self.now + _REQUEST_SECONDS
+        return 200, Wire.completion("Hello!", usage=Wire.usage(5, 2)) | {"model": model}
+
+
+def _ttl_run(*bugs: str) -> CheckRun:
+    item, check = _item_check(ids.TTL)
+    return applicable(item, TARGET, judge_check(check, run_plan(check, LifecycleServer(*bugs))))
+
+
+def test_ttl_passes_when_the_jit_model_unloads_and_reloads() -> None:
+    run = _ttl_run()
+    assert (run.result.status, run.result.message, run.result.evidence) == (Status.PASS, "", ())
+    requests = [(e.request.method, e.request.path) for e in run.exchanges]
+    assert requests[:3] == [
+        ("GET", "/api/v0/models"),
+        ("POST", "/v1/chat/completions"),
+        ("GET", f"/api/v0/models/{JIT}"),
+    ]
+    assert requests[-2:] == [("POST", "/v1/chat/completions"), ("GET", f"/api/v0/models/{JIT}")]
+    jit_requests = [e.request.json for e in run.exchanges if e.request.method == "POST"]
+    assert all(r["model"] == JIT and r["ttl"] == 2 and r["seed"] == 42 and r["max_tokens"] <= 8 for r in jit_requests)
+    assert run.result.shape == [
+        ["list", 200],
+        ["request", 200, True],
+        ["state", 200, "loaded"],
+        ["state", 200, "not-loaded"],
+        ["request", 200, True],
+        ["state", 200, "loaded"],
+    ]
+
+
+def test_ttl_polls_wait_between_them_and_give_up_after_the_deadline() -> None:
+    from conformance.catalog.lifecycle import POLL_INTERVAL, UNLOAD_DEADLINE
+
+    run = _ttl_run("never_unloads")
+    polls = [e for e in run.exchanges if e.request.path == f"/api/v0/models/{JIT}"]
+    assert len(polls) == 1 + int(
+        UNLOAD_DEADLINE / POLL_INTERVAL
+    )  # the first right after the request, then one a second
+    assert run.exchanges[-1] is polls[-1]  # no further request once it never unloaded
+
+
+def test_ttl_fails_when_the_model_never_unloads() -> None:
+    result = _ttl_run("never_unloads").result
+    assert result.status == Status.FAIL
+    assert result.message.startswith(f"'{JIT}' was JIT-loaded by a request with `ttl` 2 but its row still said")
+    assert "the idle TTL did not unload it" in result.message
+    [finding] = result.evidence
+    assert finding["item"] == ids.TTL
+    assert (finding["pointer"], finding["expected"], finding["seen"]) == ("/state", "not-loaded", "loaded")
+    assert finding["endpoint"] == f"/api/v0/models/{JIT}"
+    assert '"state":"loaded"' in finding["raw"]
+
+
+def test_ttl_fails_when_the_next_request_after_an_unload_fails() -> None:
+    result = _ttl_run("reload_fails").result
+    assert result.status == Status.FAIL
+    [finding] = [e for e in result.evidence if e["item"] == ids.TTL]
+    assert finding["message"].startswith(f"after its idle unload, the next request naming '{JIT}' failed")
+    assert "500 model handle is closed" in finding["message"]
+    assert finding["endpoint"] == "/v1/chat/completions"
+
+
+def test_ttl_fails_when_the_state_is_wrong_while_serving() -> None:
+    result = _ttl_run("not_loaded_while_serving").result
+    assert result.status == Status.FAIL
+    finding = result.evidence[0]
+    assert finding["item"] == ids.TTL
+    assert finding["message"].startswith(f"right after answering a request naming it, the row of '{JIT}' says")
+    assert (finding["pointer"], finding["expected"], finding["seen"]) == ("/state", "loaded", "not-loaded")
+
+
+def test_ttl_does_not_judge_a_first_poll_that_came_after_the_ttl() -> None:
+    run = _ttl_run("slow_first_poll")
+    assert (run.result.status, run.result.evidence) == (Status.PASS, ())
+
+
+@pytest.mark.parametrize(
+    ("bugs", "reason"),
+    [
+        (("all_loaded",), "every model is loaded, none can be JIT-loaded"),
+        (("no_state",), "GET /api/v0/models gives no `state`, so an idle unload cannot be observed"),
+        (("no_v0",), "GET /api/v0/models answered 404: the server shows no model state"),
+    ],
+)
+def test_ttl_is_not_exercised_without_a_model_to_jit_load(bugs: tuple[str, ...], reason: str) -> None:
+    run = _ttl_run(*bugs)
+    assert run.result.status == Status.SKIP
+    assert run.result.message.startswith(NOT_EXERCISED + reason)
+    # only the acceptance of `ttl` was tried, with the target's own model
+    [request] = [e.request.json for e in run.exchanges if e.request.method == "POST"]
+    assert (request["model"], request["ttl"]) == (MODEL, 300)
+
+
+def test_ttl_refused_fails_even_where_eviction_cannot_be_observed() -> None:
+    result = _ttl_run("no_v0", "reject_ttl").result
+    assert result.status == Status.FAIL
+    assert result.message.startswith("the request was refused (400) over its `ttl` field")
+    assert result.evidence[0]["item"] == ids.TTL
