@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from conformance.catalog.anthropic import ANTHROPIC_ITEMS
+from conformance.catalog.auth import AUTH_ITEMS
 from conformance.catalog.base import BASE_ITEMS
 from conformance.catalog.extras import EXTRA_ITEMS
 from conformance.catalog.lifecycle import LIFECYCLE_ITEMS
@@ -70,6 +71,7 @@ _VERSIONED = {
     **RESPONSES_ITEMS,
     **UNCOVERED_ITEMS,
     **LIFECYCLE_ITEMS,
+    **AUTH_ITEMS,
 }
 
 ITEMS: tuple[Item, ...] = (*BASE_ITEMS, *(_VERSIONED[i] for i in _ORDER))

@@ -47,6 +47,5 @@ UNCOVERED_ITEMS: dict[str, Item] = {
             "/api/v1/models",
         ),
         _api("0.4.0/rest-v1-mcp", "0.4.0", "Native REST API v1: MCP via API", "/api/v1/chat"),
-        _api("0.4.0/auth-tokens", "0.4.0", "Authentication configuration with API tokens", "/v1/models"),
     )
 }

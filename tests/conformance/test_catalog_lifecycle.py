@@ -1,18 +1,21 @@
 """The lifecycle checks: 0.3.16/model-capabilities on real LM Studio lists, 0.3.9/ttl against a fake server with
-model state and a simulated clock, each broken one way."""
+model state and a simulated clock, 0.4.0/auth-tokens against a fake server that wants a token; each broken one way."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from conformance.catalog import by_id
-from conformance.check import Check, RequestSpec, Status
+from conformance.catalog.auth import SURFACES
+from conformance.check import Check, RequestSpec, Status, Target
 from conformance.exchange import Exchange, Request, Response
 from conformance.runner import CheckRun, applicable, judge_check
 from conformance.verdicts import items as ids
+from conformance.verdicts.auth import token_of
 from tests.conformance.conftest import MODEL, TARGET, Wire, run_plan
 
 NOT_EXERCISED = "not exercised: "
@@ -288,3 +291,139 @@ def test_ttl_refused_fails_even_where_eviction_cannot_be_observed() -> None:
     assert result.status == Status.FAIL
     assert result.message.startswith("the request was refused (400) over its `ttl` field")
     assert result.evidence[0]["item"] == ids.TTL
+
+
+# -- 0.4.0/auth-tokens ------------------------------------------------------------------------------------------
+
+TOKEN = "sk-lm-right:token"
+KEYED = replace(TARGET, api_key=TOKEN)
+
+
+class TokenServer:
+    """A fake server that requires TOKEN on every route, answering 401 in each surface's format; `bugs` break it."""
+
+    BUGS = frozenset(
+        {
+            "wrong_token_accepted",  # any token opens the door
+            "open_without_token",  # no token needed at all (auth off, or one route forgotten)
+            "openai_body_on_messages",  # /v1/messages refuses with an OpenAI envelope
+            "detail_body",  # 401 with a framework's {"detail": "Unauthorized"}
+            "right_token_refused",  # the token given to the suite is refused
+            "no_anthropic",  # /v1/messages answers 404 (no such surface): left out
+            "no_lmstudio",  # /api/* answers LM Studio's "Unexpected endpoint" 200: left out
+        }
+    )
+
+    def __init__(self, *bugs: str) -> None:
+        assert set(bugs) <= self.BUGS, set(bugs) - self.BUGS
+        self.bugs = frozenset(bugs)
+
+    def __call__(self, spec: RequestSpec) -> Exchange:
+        headers = {k.lower(): v for k, v in spec.headers.items()}
+        status, body = self._answer(spec, headers)
+        request = Request(spec.method, KEYED.base_url + spec.path, spec.path, headers, spec.body)
+        return Exchange(request, Response(status, {"content-type": "application/json"}, body=body))
+
+    def _answer(self, spec: RequestSpec, headers: dict[str, str]) -> tuple[int, Any]:
+        if spec.path.startswith("/v1/messages") and "no_anthropic" in self.bugs:
+            return 404, {"type": "error", "error": {"type": "not_found_error", "message": "no route"}}
+        if spec.path.startswith("/api/") and "no_lmstudio" in self.bugs:
+            return 200, {"error": f"Unexpected endpoint or method. ({spec.method} {spec.path})"}
+        bearer = headers.get("authorization", "").removeprefix("Bearer ")
+        token = bearer or headers.get("x-api-key")
+        allowed = token == TOKEN and "right_token_refused" not in self.bugs
+        allowed = allowed or (token is not None and "wrong_token_accepted" in self.bugs)
+        allowed = allowed or "open_without_token" in self.bugs
+        if not allowed:
+            return 401, self._refusal(spec.path)
+        if spec.path == "/v1/chat/completions":
+            return 200, Wire.completion("Hello!")
+        return 200, {"object": "list", "data": []} if spec.method == "GET" else {"ok": True}
+
+    def _refusal(self, path: str) -> Any:
+        message = "An API token is required"
+        if "detail_body" in self.bugs:
+            return {"detail": "Unauthorized"}
+        if path.startswith("/v1/messages") and "openai_body_on_messages" not in self.bugs:
+            return {"type": "error", "error": {"type": "authentication_error", "message": message}}
+        if path.startswith("/api/v1/"):
+            return {"error": {"type": "invalid_request", "code": "invalid_api_key", "message": message}}
+        return {
+            "error": {"message": message, "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}
+        }
+
+
+def _auth_run(*bugs: str, target: Target = KEYED) -> CheckRun:
+    item, check = _item_check(ids.AUTH_TOKENS)
+    return applicable(item, target, judge_check(check, run_plan(check, TokenServer(*bugs), target)))
+
+
+def _auth_findings(run: CheckRun) -> list[dict[str, Any]]:
+    return [e for e in run.result.evidence if e["item"] == ids.AUTH_TOKENS]
+
+
+def test_auth_passes_when_every_surface_refuses_missing_and_wrong_tokens() -> None:
+    run = _auth_run()
+    assert (run.result.status, run.result.message, run.result.evidence) == (Status.PASS, "", ())
+    sent = [(e.request.method, e.request.path, token_of(e).value) for e in run.exchanges]
+    for method, path in [(s.method, s.path) for s in SURFACES]:
+        assert [t for m, p, t in sent if (m, p) == (method, path)] == ["right", "missing", "wrong"], path
+    anthropic = [e.request.headers for e in run.exchanges if e.request.path == "/v1/messages"]
+    assert anthropic[0]["x-api-key"] == TOKEN
+    assert all("authorization" not in h for h in anthropic)
+
+
+def test_auth_fails_when_a_wrong_token_is_accepted() -> None:
+    run = _auth_run("wrong_token_accepted")
+    assert run.result.status == Status.FAIL
+    findings = _auth_findings(run)
+    assert len(findings) == len(SURFACES)
+    assert findings[0]["message"] == (
+        "GET /v1/models with a wrong token accepted the request (200): a server that requires a token refuses it "
+        "with 401"
+    )
+    assert (findings[0]["expected"], findings[0]["seen"], findings[0]["exchange"]) == (401, 200, 2)
+
+
+def test_auth_fails_on_200_without_a_token() -> None:
+    run = _auth_run("open_without_token")
+    assert run.result.status == Status.FAIL
+    messages = [f["message"] for f in _auth_findings(run)]
+    assert "POST /v1/chat/completions without a token accepted the request (200)" in messages[2]
+    assert len(messages) == 2 * len(SURFACES)
+
+
+def test_auth_fails_on_a_401_in_the_wrong_format() -> None:
+    run = _auth_run("openai_body_on_messages")
+    assert run.result.status == Status.FAIL
+    [missing, wrong] = _auth_findings(run)
+    assert missing["endpoint"] == wrong["endpoint"] == "/v1/messages"
+    assert missing["message"].startswith(
+        "the 401 of POST /v1/messages without a token is not in the error format its clients read (Anthropic"
+    )
+    assert '"invalid_api_key"' in missing["raw"]
+    detail = _auth_run("detail_body")
+    assert len(_auth_findings(detail)) == 2 * len(SURFACES)
+    assert _auth_findings(detail)[0]["pointer"] == ""
+
+
+def test_auth_fails_when_the_right_token_is_refused() -> None:
+    run = _auth_run("right_token_refused")
+    assert run.result.status == Status.FAIL
+    assert run.result.message == "GET /v1/models refused the right token with 401"
+
+
+def test_auth_leaves_out_surfaces_the_server_does_not_have() -> None:
+    run = _auth_run("no_anthropic", "no_lmstudio")
+    assert (run.result.status, run.result.evidence) == (Status.PASS, ())
+    probed = {(e.request.path, token_of(e).value) for e in run.exchanges}
+    assert ("/v1/messages", "right") in probed
+    assert ("/v1/messages", "missing") not in probed
+    assert ("/api/v1/models", "wrong") not in probed
+
+
+def test_auth_is_not_exercised_without_an_api_key() -> None:
+    run = _auth_run(target=TARGET)
+    assert run.exchanges == ()
+    assert run.result.status == Status.SKIP
+    assert run.result.message.startswith(NOT_EXERCISED + "no --api-key given")
