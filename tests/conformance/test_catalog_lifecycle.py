@@ -13,7 +13,7 @@ from conformance.catalog import by_id
 from conformance.catalog.auth import SURFACES
 from conformance.check import Check, RequestSpec, Status, Target
 from conformance.exchange import Exchange, Request, Response
-from conformance.runner import CheckRun, applicable, judge_check
+from conformance.runner import CheckRun, applicable, default_client, judge_check, run_check
 from conformance.verdicts import items as ids
 from conformance.verdicts.auth import token_of
 from tests.conformance.conftest import MODEL, TARGET, Wire, run_plan
@@ -427,3 +427,16 @@ def test_auth_is_not_exercised_without_an_api_key() -> None:
     assert run.exchanges == ()
     assert run.result.status == Status.SKIP
     assert run.result.message.startswith(NOT_EXERCISED + "no --api-key given")
+
+
+def test_auth_passes_on_the_reference_server_with_a_token(reference_engine: Any) -> None:
+    """Live: the reference server started with a token passes on every surface it has (those it lacks are left
+    out); the right-token requests generate a few tokens only."""
+    from reference_server.embedded import serve_in_thread
+    from tests.conftest import TEST_THREADS
+
+    item, check = _item_check(ids.AUTH_TOKENS)
+    with serve_in_thread(api_key=TOKEN, threads=TEST_THREADS) as url, default_client() as client:
+        target = Target(base_url=url, model=reference_engine.info.id, api_key=TOKEN)
+        result = run_check(client, target, check, item=item)
+    assert (result.status, result.message) == (Status.PASS, ""), result.evidence
