@@ -14,7 +14,7 @@ from conformance.exchange import Exchange
 from conformance.findings import Finding
 from conformance.verdicts import Context, validate_context
 from conformance.verdicts import items as ids
-from conformance.verdicts.auth import WRONG_TOKEN, auth_findings
+from conformance.verdicts.auth import WRONG_TOKEN, Token, auth_findings, token_of
 
 __all__ = ["AUTH_ITEMS", "SURFACES"]
 
@@ -68,6 +68,8 @@ def _verdict(exchanges: Sequence[Exchange]) -> list[Finding]:
 def _exercised(exchanges: Sequence[Exchange]) -> str | None:
     if not exchanges:
         return "no --api-key given (pass the server's token to probe its authentication)"
+    if all(token_of(e) is Token.RIGHT for e in exchanges):
+        return "every surface answered the right token as a route it does not have (404, 405, 501)"
     return None
 
 

@@ -16,6 +16,7 @@ from conformance.verdicts import Context, validate_context
 from conformance.verdicts import items as ids
 from conformance.verdicts.ttl import (
     LOADED,
+    NOT_LOADED,
     jit_candidate,
     row_path,
     row_state,
@@ -65,7 +66,7 @@ def _ttl_plan(target: Target) -> Generator[RequestSpec, Exchange, None]:
     while row_state(row) == LOADED and waited < UNLOAD_DEADLINE:
         row = yield RequestSpec("GET", row_path(model), wait=POLL_INTERVAL)
         waited += POLL_INTERVAL
-    if row_state(row) == LOADED or not _ok(row):
+    if row_state(row) != NOT_LOADED:  # never unloaded, or no row to read: the verdict says which
         return
     again = yield _jit_request(model)
     if _ok(again):

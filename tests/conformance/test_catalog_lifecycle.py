@@ -130,6 +130,7 @@ class LifecycleServer:
             "no_v0",  # /api/v0 answers 404
             "reject_ttl",  # 400 on `ttl`
             "slow_first_poll",  # the first poll arrives after the TTL (a loaded machine): nothing to judge there
+            "bad_state",  # a loaded model's row says `state` "ready"
         }
     )
 
@@ -172,6 +173,8 @@ class LifecycleServer:
             row["state"] = "loaded" if key in self.loaded else "not-loaded"
             if key == JIT and "not_loaded_while_serving" in self.bugs:
                 row["state"] = "not-loaded"
+            if key == JIT and row["state"] == "loaded" and "bad_state" in self.bugs:
+                row["state"] = "ready"
         return row
 
     def _answer(self, spec: RequestSpec) -> tuple[int, Any]:
@@ -264,6 +267,15 @@ def test_ttl_fails_when_the_state_is_wrong_while_serving() -> None:
     assert (finding["pointer"], finding["expected"], finding["seen"]) == ("/state", "loaded", "not-loaded")
 
 
+def test_ttl_fails_on_a_state_that_is_neither_loaded_nor_not_loaded() -> None:
+    run = _ttl_run("bad_state")
+    assert run.result.status == Status.FAIL
+    [finding] = run.result.evidence
+    assert finding["message"] == f"the row of '{JIT}' has `state` 'ready'"
+    assert (finding["pointer"], finding["expected"], finding["seen"]) == ("/state", ["loaded", "not-loaded"], "ready")
+    assert [e.request.method for e in run.exchanges] == ["GET", "POST", "GET"]  # nothing more to learn
+
+
 def test_ttl_does_not_judge_a_first_poll_that_came_after_the_ttl() -> None:
     run = _ttl_run("slow_first_poll")
     assert (run.result.status, run.result.evidence) == (Status.PASS, ())
@@ -311,6 +323,7 @@ class TokenServer:
             "right_token_refused",  # the token given to the suite is refused
             "no_anthropic",  # /v1/messages answers 404 (no such surface): left out
             "no_lmstudio",  # /api/* answers LM Studio's "Unexpected endpoint" 200: left out
+            "all_absent",  # every route answers 404
         }
     )
 
@@ -325,7 +338,7 @@ class TokenServer:
         return Exchange(request, Response(status, {"content-type": "application/json"}, body=body))
 
     def _answer(self, spec: RequestSpec, headers: dict[str, str]) -> tuple[int, Any]:
-        if spec.path.startswith("/v1/messages") and "no_anthropic" in self.bugs:
+        if "all_absent" in self.bugs or (spec.path.startswith("/v1/messages") and "no_anthropic" in self.bugs):
             return 404, {"type": "error", "error": {"type": "not_found_error", "message": "no route"}}
         if spec.path.startswith("/api/") and "no_lmstudio" in self.bugs:
             return 200, {"error": f"Unexpected endpoint or method. ({spec.method} {spec.path})"}
@@ -420,6 +433,14 @@ def test_auth_leaves_out_surfaces_the_server_does_not_have() -> None:
     assert ("/v1/messages", "right") in probed
     assert ("/v1/messages", "missing") not in probed
     assert ("/api/v1/models", "wrong") not in probed
+
+
+def test_auth_is_not_exercised_when_every_surface_is_absent() -> None:
+    run = _auth_run("all_absent")
+    assert run.result.status == Status.SKIP
+    assert run.result.message == (
+        NOT_EXERCISED + "every surface answered the right token as a route it does not have (404, 405, 501)"
+    )
 
 
 def test_auth_is_not_exercised_without_an_api_key() -> None:
