@@ -10,9 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from conformance.catalog import by_id
+from conformance.check import Status, Target
 from conformance.cli import main
+from conformance.run import _jit_models_dir
+from conformance.runner import default_client, run_check
 from reference_server.embedded import serve_in_thread
+from tests.conftest import TEST_THREADS
 
+_PARAMETERS = set(inspect.signature(serve_in_thread).parameters)
 _NEEDED = {"models_dir", "ttl", "max_jit_models", "presets_dir"}
 needs_merged_server = pytest.mark.skipif(
     not set(inspect.signature(serve_in_thread).parameters) >= _NEEDED
@@ -32,6 +38,27 @@ def test_the_lifecycle_items_pass_on_the_embedded_server(tmp_path: Path) -> None
     assert statuses == dict.fromkeys(only.split(","), ("pass", None))
     ttl = next(item for item in report["items"] if item["id"] == "0.3.9/ttl")
     assert ttl["checks"][0]["shape"] == [
+        ["list", 200],
+        ["request", 200, True],
+        ["state", 200, "loaded"],
+        ["state", 200, "not-loaded"],
+        ["request", 200, True],
+        ["state", 200, "loaded"],
+    ]
+
+
+@pytest.mark.skipif("models_dir" not in _PARAMETERS, reason="models_dir (branch lifecycle) is not merged yet")
+def test_ttl_passes_on_the_reference_server_with_a_second_model(tmp_path: Path, reference_model_id: str) -> None:
+    """The check JIT-loads `smollm2-jit` with ttl 2, sees it unload, and loads it again."""
+    item = by_id("0.3.9/ttl")
+    models = _jit_models_dir(tmp_path / "models")
+    with (
+        serve_in_thread(threads=TEST_THREADS, models_dir=models, ttl=3600, max_jit_models=1) as url,
+        default_client() as client,
+    ):
+        result = run_check(client, Target(url, reference_model_id), item.checks[0], item=item)
+    assert (result.status, result.message) == (Status.PASS, ""), result.evidence
+    assert result.shape == [
         ["list", 200],
         ["request", 200, True],
         ["state", 200, "loaded"],
