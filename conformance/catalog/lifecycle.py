@@ -17,7 +17,9 @@ from conformance.verdicts import items as ids
 from conformance.verdicts.ttl import (
     LOADED,
     NOT_LOADED,
+    SIZES,
     jit_candidate,
+    jit_candidates,
     row_path,
     row_state,
     ttl_findings,
@@ -52,12 +54,15 @@ def _jit_request(model: str) -> RequestSpec:
 
 
 def _ttl_plan(target: Target) -> Generator[RequestSpec, Exchange, None]:
-    """List the models; JIT-load a not-loaded LLM with `ttl`; poll its row until it unloads; request it again."""
+    """List the models; JIT-load a not-loaded LLM (the smallest, when LM Studio's v1 list tells sizes) with `ttl`;
+    poll its row until it unloads; request it again."""
     listing = yield RequestSpec("GET", rq.LMSTUDIO_MODELS)
-    model = jit_candidate(listing)
-    if model is None:  # no state to watch: check only that `ttl` is accepted
+    candidates = jit_candidates(listing)
+    if not candidates:  # no state to watch: check only that `ttl` is accepted
         yield rq.chat("Say hello.", ttl=ACCEPTED_TTL)(target)
         return
+    sizes = (yield RequestSpec("GET", SIZES)) if len(candidates) > 1 else None
+    model = jit_candidate(listing, sizes) or candidates[0]
     loaded = yield _jit_request(model)
     if not _ok(loaded):
         return

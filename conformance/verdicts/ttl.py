@@ -22,7 +22,9 @@ __all__ = [
     "LISTING",
     "LOADED",
     "NOT_LOADED",
+    "SIZES",
     "jit_candidate",
+    "jit_candidates",
     "row_path",
     "row_state",
     "ttl_findings",
@@ -31,6 +33,8 @@ __all__ = [
 ]
 
 LISTING = "/api/v0/models"
+SIZES = "/api/v1/models"
+"""LM Studio's native list: its `size_bytes` picks the smallest model to JIT-load."""
 LOADED = "loaded"
 NOT_LOADED = "not-loaded"
 _STATES = (LOADED, NOT_LOADED)
@@ -41,12 +45,22 @@ def row_path(model: str) -> str:
     return f"{LISTING}/{model}"
 
 
-def jit_candidate(listing: Exchange | None) -> str | None:
-    """The id of the first LLM/VLM row of a GET /api/v0/models answer whose `state` is `not-loaded`."""
-    for row in _rows(listing):
-        if row.get("type") in _LLM_TYPES and row.get("state") == NOT_LOADED and isinstance(row.get("id"), str):
-            return str(row["id"])
-    return None
+def jit_candidates(listing: Exchange | None) -> list[str]:
+    """The ids of the LLM/VLM rows of a GET /api/v0/models answer whose `state` is `not-loaded`, in its order."""
+    return [
+        str(row["id"])
+        for row in _rows(listing)
+        if row.get("type") in _LLM_TYPES and row.get("state") == NOT_LOADED and isinstance(row.get("id"), str)
+    ]
+
+
+def jit_candidate(listing: Exchange | None, sizes: Exchange | None = None) -> str | None:
+    """The model to JIT-load: the smallest candidate by the `size_bytes` of a GET /api/v1/models answer (loading
+    a real server's biggest model would take long), the first listed when sizes are unknown; None without one."""
+    candidates = jit_candidates(listing)
+    size = _sizes(sizes)
+    ranked = sorted(enumerate(candidates), key=lambda pair: (size.get(pair[1], float("inf")), pair[0]))
+    return ranked[0][1] if ranked else None
 
 
 def row_state(exchange: Exchange | None) -> Any:
@@ -70,7 +84,7 @@ def ttl_not_exercised(exchanges: Sequence[Exchange]) -> str | None:
     rows = _rows(listing)
     if not any("state" in row for row in rows):
         return f"GET {LISTING} gives no `state`, so an idle unload cannot be observed"
-    if jit_candidate(listing) is None:
+    if not jit_candidates(listing):
         return "every model is loaded, none can be JIT-loaded"
     return None
 
@@ -78,7 +92,8 @@ def ttl_not_exercised(exchanges: Sequence[Exchange]) -> str | None:
 def ttl_findings(exchanges: Sequence[Exchange], *, ttl: float, check: str) -> list[Finding]:
     """What the JIT-load sequence shows wrong: a failed load or reload, a wrong `state`, no unload after the TTL."""
     listing = exchanges[0] if exchanges and _is_listing(exchanges[0]) else None
-    model = jit_candidate(listing)
+    sizes = exchanges[1] if len(exchanges) > 1 and _is_sizes(exchanges[1]) else None
+    model = jit_candidate(listing, sizes)
     if model is None:
         return []
     return list(_Walk(model, ttl, check, exchanges).findings())
@@ -209,6 +224,8 @@ def ttl_shape(exchanges: Sequence[Exchange]) -> list[Any]:
         status = None if exchange.response is None else exchange.response.status
         if _is_listing(exchange):
             step: Any = ["list", status]
+        elif _is_sizes(exchange):
+            step = ["sizes", status]
         elif exchange.request.method == "POST":
             step = ["request", status, "ttl" in exchange.request.json]
         else:
@@ -220,6 +237,23 @@ def ttl_shape(exchanges: Sequence[Exchange]) -> list[Any]:
 
 def _is_listing(exchange: Exchange) -> bool:
     return exchange.request.method == "GET" and exchange.endpoint.rstrip("/") == LISTING
+
+
+def _is_sizes(exchange: Exchange) -> bool:
+    return exchange.request.method == "GET" and exchange.endpoint.rstrip("/") == SIZES
+
+
+def _sizes(answer: Exchange | None) -> dict[str, float]:
+    """Model key -> `size_bytes` from a GET /api/v1/models answer (`{"models": [...]}`); empty without one."""
+    if answer is None or answer.response is None or not _ok(answer) or not isinstance(answer.response.body, dict):
+        return {}
+    models = answer.response.body.get("models")
+    rows = [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+    return {
+        str(m["key"]): float(m["size_bytes"])
+        for m in rows
+        if isinstance(m.get("key"), str) and isinstance(m.get("size_bytes"), int | float)
+    }
 
 
 def _rows(listing: Exchange | None) -> list[dict[str, Any]]:

@@ -110,6 +110,7 @@ def test_capabilities_not_exercised_by_a_list_of_embedding_models() -> None:
 # -- 0.3.9/ttl --------------------------------------------------------------------------------------------------
 
 JIT = "fake-jit-model"
+BIG = "fake-big-model"
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 _REQUEST_SECONDS = 0.05
 """How long each fake request takes on the simulated clock."""
@@ -131,6 +132,8 @@ class LifecycleServer:
             "reject_ttl",  # 400 on `ttl`
             "slow_first_poll",  # the first poll arrives after the TTL (a loaded machine): nothing to judge there
             "bad_state",  # a loaded model's row says `state` "ready"
+            "two_jit",  # a bigger not-loaded model is listed before JIT; /api/v1/models tells their sizes
+            "no_v1",  # /api/v1 answers 404
         }
     )
 
@@ -180,8 +183,14 @@ class LifecycleServer:
     def _answer(self, spec: RequestSpec) -> tuple[int, Any]:
         if spec.path.startswith("/api/") and "no_v0" in self.bugs:
             return 404, {"error": {"message": f"Cannot {spec.method} {spec.path}", "type": "not_found_error"}}
+        if spec.path == "/api/v1/models" and "no_v1" in self.bugs:
+            return 404, {"error": {"message": f"Cannot GET {spec.path}", "type": "not_found_error"}}
+        if spec.path == "/api/v1/models":
+            sizes = {MODEL: 100_000_000, BIG: 9_000_000_000, JIT: 100_000_000}
+            return 200, {"models": [{"type": "llm", "key": key, "size_bytes": size} for key, size in sizes.items()]}
         if spec.path == "/api/v0/models":
-            return 200, {"object": "list", "data": [self._row(MODEL), self._row(JIT)]}
+            rows = [MODEL, BIG, JIT] if "two_jit" in self.bugs else [MODEL, JIT]
+            return 200, {"object": "list", "data": [self._row(key) for key in rows]}
         if spec.path.startswith("/api/v0/models/"):
             self.polls += 1
             return 200, self._row(spec.path.rsplit("/", 1)[-1])
@@ -224,6 +233,17 @@ def test_ttl_passes_when_the_jit_model_unloads_and_reloads() -> None:
         ["request", 200, True],
         ["state", 200, "loaded"],
     ]
+
+
+def test_ttl_loads_the_smallest_not_loaded_model_when_lm_studio_tells_sizes() -> None:
+    run = _ttl_run("two_jit")
+    assert (run.result.status, run.result.evidence) == (Status.PASS, ())
+    assert [e.request.path for e in run.exchanges[:2]] == ["/api/v0/models", "/api/v1/models"]
+    assert {e.request.json.get("model") for e in run.exchanges if e.request.method == "POST"} == {JIT}
+    assert run.result.shape[:3] == [["list", 200], ["sizes", 200], ["request", 200, True]]
+    first_listed = _ttl_run("two_jit", "no_v1")  # sizes unknown: the first one listed
+    assert {e.request.json.get("model") for e in first_listed.exchanges if e.request.method == "POST"} == {BIG}
+    assert first_listed.result.status == Status.PASS
 
 
 def test_ttl_polls_wait_between_them_and_give_up_after_the_deadline() -> None:
