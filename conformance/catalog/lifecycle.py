@@ -101,9 +101,9 @@ _TTL = Item(
         Check(
             id=_TTL_CHECK,
             item=ids.TTL,
-            title=f"A not-loaded model named by a request with `ttl`: {TTL_SECONDS} is loaded, unloads after that "
-            "idle time (GET /api/v0/models/{id} `state`), and the next request loads it again; without model "
-            "state, `ttl` is only accepted",
+            title=f"A not-loaded model named by a request with `ttl: {TTL_SECONDS}` is loaded, unloads after that "
+            "idle time (its `state` in GET /api/v0/models/{id}), and the next request loads it again; without "
+            "model state, `ttl` is only accepted",
             plan=_ttl_plan,
             verdict=_ttl_verdict,
             shape=ttl_shape,
