@@ -11,7 +11,7 @@ from conformance.findings import clip
 from conformance.verdicts import items as ids
 from conformance.verdicts.presets import names_unknown_preset
 
-__all__ = ["ABSENT_STATUSES", "unimplemented"]
+__all__ = ["ABSENT_STATUSES", "route_absent", "unimplemented"]
 
 ABSENT_STATUSES = frozenset({404, 405, 501})
 """Statuses that say a route does not exist (or not for this method)."""
@@ -48,6 +48,14 @@ def unimplemented(item: Item, exchanges: Sequence[Exchange]) -> tuple[str, dict[
         else:
             return None  # the surface answered: it is there
     return absent
+
+
+def route_absent(exchange: Exchange) -> bool:
+    """The answer says the route does not exist: 404, 405, 501, or LM Studio's "Unexpected endpoint" 200."""
+    response = exchange.response
+    if response is None:
+        return False
+    return response.status in ABSENT_STATUSES or (200 <= response.status < 300 and _unexpected_endpoint(response.body))
 
 
 def _unexpected_endpoint(body: Any) -> bool:

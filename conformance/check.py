@@ -82,6 +82,8 @@ class RequestSpec:
     headers: Mapping[str, str] = field(default_factory=dict)
     auth: bool = True
     """Send the target's API key (False for checks that probe authentication)."""
+    wait: float = 0.0
+    """Seconds the runner waits before sending (a poll's interval), so that plans stay free of I/O and clocks."""
 
 
 Plan = Callable[[Target], Generator[RequestSpec, Exchange, None]]

@@ -102,7 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="server root, e.g. http://localhost:1234 (default: start the embedded reference server)",
     )
     run.add_argument("--model", help="model id to test (default: the first from GET /v1/models)")
-    run.add_argument("--api-key", help="token sent as Authorization: Bearer (default: none)")
+    run.add_argument(
+        "--api-key",
+        help="token sent as Authorization: Bearer; with it 0.4.0/auth-tokens probes the server's authentication "
+        "(default: none; without --base-url, a random token the embedded server requires)",
+    )
     run.add_argument("--only", help="comma-separated item or check ids (prefixes match, e.g. 0.3.18) (default: all)")
     run.add_argument("--report-dir", help="where to write the reports (default: reports/<target>-<time>/)")
     run.add_argument(

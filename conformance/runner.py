@@ -308,6 +308,8 @@ def _drive(check: Check, client: httpx.Client, target: Target, exchanges: list[E
     try:
         spec = next(plan)
         while True:
+            if spec.wait > 0:
+                time.sleep(spec.wait)
             try:
                 exchange = send(client, target, spec, timeout=timeout)
             except httpx.HTTPError as exc:

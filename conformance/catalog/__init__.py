@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from conformance.catalog.anthropic import ANTHROPIC_ITEMS
+from conformance.catalog.auth import AUTH_ITEMS
 from conformance.catalog.base import BASE_ITEMS
 from conformance.catalog.extras import EXTRA_ITEMS
+from conformance.catalog.lifecycle import LIFECYCLE_ITEMS
 from conformance.catalog.lmstudio_v1 import LMSTUDIO_V1_ITEMS
 from conformance.catalog.responses import RESPONSES_ITEMS
 from conformance.catalog.tools import TOOL_ITEMS
@@ -70,6 +72,8 @@ _VERSIONED = {
     **RESPONSES_ITEMS,
     **LMSTUDIO_V1_ITEMS,
     **UNCOVERED_ITEMS,
+    **LIFECYCLE_ITEMS,
+    **AUTH_ITEMS,
 }
 
 ITEMS: tuple[Item, ...] = (*BASE_ITEMS, *(_VERSIONED[i] for i in _ORDER))

@@ -1,10 +1,10 @@
-"""Items on request extras and other endpoints: ttl, reasoning, draft models, capabilities, formats, embeddings."""
+"""Items on request extras and other endpoints: reasoning, draft models, presets, formats, embeddings."""
 
 from __future__ import annotations
 
 from conformance.catalog import exercised as ex
 from conformance.catalog import requests as rq
-from conformance.catalog.expect import has_content, lists_models, make_check, same_vectors, succeeded
+from conformance.catalog.expect import has_content, make_check, same_vectors, succeeded
 from conformance.catalog.presets import PRESETS
 from conformance.check import LMSTUDIO, Item, Kind
 from conformance.verdicts import items as ids
@@ -12,25 +12,6 @@ from conformance.verdicts import items as ids
 __all__ = ["EXTRA_ITEMS"]
 
 _REASONING_PROMPT = "Think step by step: what is 2 + 3?"
-
-_TTL = Item(
-    id=ids.TTL,
-    version="0.3.9",
-    title="Idle TTL for models loaded via API requests (`ttl` in the request; `lms load --ttl` is CLI)",
-    kind=Kind.API,
-    endpoints=(rq.CHAT,),
-    extension=LMSTUDIO,
-    checks=(
-        make_check(
-            ids.TTL,
-            "ttl-accepted",
-            '"ttl": 300 in a chat request is accepted and answered normally',
-            [rq.chat("Say hello.", ttl=300)],
-            succeeded(),
-            has_content(),
-        ),
-    ),
-)
 
 _REASONING_CONTENT = Item(
     id=ids.REASONING_CONTENT,
@@ -70,25 +51,6 @@ _SPECULATIVE = Item(
 )
 
 _PRESETS = PRESETS
-
-_CAPABILITIES = Item(
-    id=ids.MODEL_CAPABILITIES,
-    version="0.3.16",
-    title="GET /api/v0/models lists each model's `capabilities`",
-    kind=Kind.API,
-    endpoints=(rq.LMSTUDIO_MODELS,),
-    extension=LMSTUDIO,
-    checks=(
-        make_check(
-            ids.MODEL_CAPABILITIES,
-            "capabilities-array",
-            "Every model in GET /api/v0/models has a `capabilities` array of strings",
-            [rq.get(rq.LMSTUDIO_MODELS)],
-            succeeded(),
-            lists_models(0),
-        ),
-    ),
-)
 
 _RESPONSE_FORMAT_TEXT = Item(
     id=ids.RESPONSE_FORMAT_TEXT,
@@ -174,11 +136,9 @@ _EMBEDDINGS = Item(
 EXTRA_ITEMS: dict[str, Item] = {
     i.id: i
     for i in (
-        _TTL,
         _REASONING_CONTENT,
         _SPECULATIVE,
         _PRESETS,
-        _CAPABILITIES,
         _RESPONSE_FORMAT_TEXT,
         _REASONING_FIELD,
         _EMBEDDINGS,

@@ -39,6 +39,5 @@ UNCOVERED_ITEMS: dict[str, Item] = {
         _cli("0.3.27/lms-chat-interrupt", "0.3.27", "`lms chat`: Ctrl+C interrupts an ongoing prediction"),
         _cli("0.3.27/lms-ps-json", "0.3.27", "`lms ps --json` reports generation status and queued requests"),
         _cli("0.3.29/lms-ls-variants", "0.3.29", "`lms ls --variants` lists the variants of multi-variant models"),
-        _api("0.4.0/auth-tokens", "0.4.0", "Authentication configuration with API tokens", "/v1/models"),
     )
 }

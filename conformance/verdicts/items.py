@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ANTHROPIC_MESSAGES",
+    "AUTH_TOKENS",
     "BASE_CHAT",
     "BASE_COMPLETIONS",
     "BASE_ERRORS",
@@ -83,3 +84,4 @@ RESPONSES_REASONING_EFFORT = "0.3.29/responses-reasoning-effort"
 REST_V1_MODELS = "0.4.0/rest-v1-models"
 REST_V1_CHAT = "0.4.0/rest-v1-chat"
 REST_V1_MCP = "0.4.0/rest-v1-mcp"
+AUTH_TOKENS = "0.4.0/auth-tokens"

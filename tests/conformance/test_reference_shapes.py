@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -54,6 +55,7 @@ def run_item(
                 used: set[str] = set()
 
                 def server(spec: RequestSpec, used: set[str] = used) -> Exchange:
+                    time.sleep(spec.wait)  # a poll's interval, as the runner waits it
                     body = spec.body.decode() if isinstance(spec.body, bytes) else spec.body
                     key = json.dumps([spec.method, spec.path, body], sort_keys=True)
                     if key not in sent or key in used:

@@ -25,7 +25,8 @@ from conformance.errors import UsageError
 from conformance.exchange import Exchange
 from conformance.findings import Finding
 from conformance.report.json import schema
-from conformance.run import default_report_dir, select
+from conformance.run import _server, default_report_dir, select
+from reference_server.model import default_model_path
 
 
 class _FakeLLM(BaseHTTPRequestHandler):
@@ -251,25 +252,80 @@ def test_usage_errors_exit_2_with_one_line(
 def test_without_base_url_the_embedded_server_runs_and_reports_go_under_reports(
     fake_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    served: list[str | None] = []
-    mcp: list[bool] = []
+    served: list[dict[str, Any]] = []
 
     @contextlib.contextmanager
-    def serve_in_thread(api_key: str | None = None, allow_remote_mcp: bool = False) -> Iterator[str]:
-        served.append(api_key)
-        mcp.append(allow_remote_mcp)
+    def serve_in_thread(**options: Any) -> Iterator[str]:
+        models = Path(options["models_dir"])
+        served.append({**options, "models": sorted(str(p.relative_to(models)) for p in models.rglob("*.gguf"))})
+        served[-1]["link"] = next(models.rglob("*.gguf")).resolve()
+        served[-1]["presets"] = sorted(p.name for p in Path(options["presets_dir"]).iterdir())
         yield fake_url
 
-    embedded = types.ModuleType("reference_server.embedded")
-    embedded.serve_in_thread = serve_in_thread  # type: ignore[attr-defined]  # stand-in for the real server
-    monkeypatch.setitem(sys.modules, "reference_server.embedded", embedded)
+    def write_conformance_preset(directory: Path) -> str:
+        directory.mkdir(parents=True)
+        (directory / "conformance-test.preset.json").write_text("{}")
+        return "conformance-test"
+
+    for name, attribute, value in [
+        ("reference_server.embedded", "serve_in_thread", serve_in_thread),
+        ("reference_server.presets", "write_conformance_preset", write_conformance_preset),
+    ]:
+        module = types.ModuleType(name)
+        setattr(module, attribute, value)  # a stand-in for the real server and its presets
+        monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.chdir(tmp_path)
+    _FakeLLM.authorizations.clear()
     assert _run("--only", "base/models") == 0
-    assert served == [None]
-    assert mcp == [True], "the -remote-mcp check needs remote MCP on the embedded server"
+    [options] = served
+    token = options["api_key"]
+    assert token.startswith("sk-lm-")
+    assert _FakeLLM.authorizations, "the fake server was asked"
+    assert set(_FakeLLM.authorizations) == {f"Bearer {token}"}, "the run uses the embedded server's token"
+    assert options["allow_remote_mcp"] is True, "the -remote-mcp check needs remote MCP on the embedded server"
+    assert (options["ttl"], options["max_jit_models"]) == (3600.0, 1)
+    assert options["models"] == ["local/smollm2-jit/SmolLM2-JIT.Q4_1.gguf"]
+    assert options["link"] == default_model_path().resolve()
+    assert options["presets"] == ["conformance-test.preset.json"]
+    assert not Path(options["models_dir"]).exists(), "the run's scratch directory is removed"
     (directory,) = (tmp_path / "reports").iterdir()
     assert directory.name.startswith("embedded-")
     assert sorted(p.name for p in directory.iterdir()) == ["junit.xml", "report.html", "report.json", "report.md"]
+    assert token not in (directory / "report.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ({"api_key": "users-key", "preset": "@local:mine"}, ("users-key", "@local:mine")),
+        ({"api_key": None, "preset": None}, (None, "conformance-test")),
+        ({"api_key": None}, (None, "conformance-test")),  # a build without --preset
+    ],
+)
+def test_the_users_api_key_and_preset_win_over_the_embedded_ones(
+    given: dict[str, Any], expected: tuple[str | None, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys: list[str] = []
+
+    @contextlib.contextmanager
+    def serve_in_thread(**options: Any) -> Iterator[str]:
+        keys.append(options["api_key"])
+        yield "http://127.0.0.1:9"
+
+    embedded = types.ModuleType("reference_server.embedded")
+    embedded.serve_in_thread = serve_in_thread  # type: ignore[attr-defined]  # a stand-in for the real server
+    presets = types.ModuleType("reference_server.presets")
+    presets.write_conformance_preset = lambda directory: "conformance-test"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "reference_server.embedded", embedded)
+    monkeypatch.setitem(sys.modules, "reference_server.presets", presets)
+    args = argparse.Namespace(base_url=None, **given)
+    with _server(args) as url:
+        assert url == "http://127.0.0.1:9"
+    key, preset = expected
+    [served] = keys
+    assert args.api_key == served, "the run sends the server's token"
+    assert served == key if key else served.startswith("sk-lm-")
+    assert args.preset == preset
 
 
 def test_default_report_dir_names_the_target_and_time() -> None:

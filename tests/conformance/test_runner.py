@@ -105,6 +105,22 @@ def test_the_plan_receives_each_exchange_to_build_the_next_request(client: httpx
     assert seen == [{"step": 1}, {"previous": "resp_1"}]
 
 
+def test_the_runner_waits_before_a_request_that_asks_for_it(
+    client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll's `wait` is slept by the runner, before sending: the plan itself never touches the clock."""
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+
+    def plan(target: Target) -> Generator[RequestSpec, Exchange, None]:
+        yield RequestSpec("GET", "/v1/models")
+        yield RequestSpec("GET", "/v1/models", wait=1.5)
+
+    result = run_check(client, TARGET, _check(plan=plan))
+    assert result.status == Status.PASS
+    assert slept == [1.5]
+
+
 def test_stream_events_reach_the_verdict(client: httpx.Client) -> None:
     def verdict(exchanges: Sequence[Exchange]) -> Iterable[Finding]:
         events = exchanges[0].response.events if exchanges[0].response else None
