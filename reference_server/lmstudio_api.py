@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -31,7 +31,7 @@ from reference_server.engine import Backend, Finished, FinishReason, Generation
 from reference_server.errors import ApiError, native_error_body
 from reference_server.limits import Limits
 from reference_server.mcp_client import McpFailure, McpServer, Toolbox, call_tool
-from reference_server.model import ModelInfo
+from reference_server.models import Instance, Lease, ModelEntry, Models
 from reference_server.openai_api import ChatCompletionRequest, validation_error
 from reference_server.reasoning import ReasonedGeneration, Thought, reason
 from reference_server.serving import INTERNAL_ERROR, EventStream, limits_of, parse_body, unless_disconnected
@@ -57,79 +57,6 @@ REASONING_OPTIONS: tuple[ReasoningSetting, ...] = ("off", "low", "medium", "high
 """The `reasoning` settings an LLM of this server allows (any model reasons on demand, see reasoning.py)."""
 REASONING_BUDGET: dict[str, int] = {"low": 32, "medium": 64, "high": 128, "on": 64}
 """Thinking budget (tokens) per `reasoning` setting, capped at half the output limit; `off` does not reason."""
-
-
-# ---- what this router needs of models.Models (INTERFACES.md section 1) --------------------------
-
-
-class ModelEntry(Protocol):
-    @property
-    def key(self) -> str: ...
-    @property
-    def path(self) -> Path: ...
-    @property
-    def type(self) -> Literal["llm", "embedding"]: ...
-    @property
-    def info(self) -> ModelInfo: ...
-    @property
-    def size_bytes(self) -> int: ...
-    @property
-    def display_name(self) -> str: ...
-    @property
-    def params_string(self) -> str | None: ...
-
-
-class Instance(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def entry(self) -> ModelEntry: ...
-    @property
-    def backend(self) -> Backend: ...
-    @property
-    def context_length(self) -> int: ...
-    @property
-    def load_seconds(self) -> float: ...
-
-
-class Lease(Protocol):
-    @property
-    def backend(self) -> Backend: ...
-    @property
-    def model(self) -> str: ...
-    @property
-    def load_seconds(self) -> float | None: ...
-    def release(self) -> None: ...
-
-
-class LoadObserver(Protocol):
-    def started(self, key: str) -> None: ...
-    def progress(self, key: str, fraction: float) -> None: ...
-    def ended(self, key: str, seconds: float) -> None: ...
-
-
-class Models(Protocol):
-    @property
-    def models_dir(self) -> Path | None: ...
-    @property
-    def default_ttl(self) -> float | None: ...
-    def entries(self) -> Sequence[ModelEntry]: ...
-    def entry(self, requested: str, *, param: str = "model") -> ModelEntry: ...
-    def instances(self) -> Sequence[Instance]: ...
-    def instance(self, key: str) -> Instance | None: ...
-    async def acquire(
-        self,
-        requested: str | None,
-        *,
-        ttl: float | None = None,
-        param: str = "model",
-        observer: LoadObserver | None = None,
-    ) -> Lease: ...
-    async def load(
-        self, requested: str, *, context_length: int | None = None, ttl: float | None = None
-    ) -> Instance: ...
-    async def unload(self, instance_id: str) -> None: ...
-    def rescan(self) -> None: ...
 
 
 def _models(request: Request) -> Models:
