@@ -8,11 +8,8 @@ import difflib
 import importlib
 import importlib.metadata
 import re
-import secrets
 import shlex
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -241,52 +238,20 @@ def default_report_dir(base_url: str | None, now: datetime | None = None) -> Pat
     return Path("reports") / f"{name}-{stamp}"
 
 
-EMBEDDED_TTL = 3600.0
-"""The embedded server's `--ttl` for JIT loads (LM Studio's 60 minutes); 0.3.9/ttl sends a short `ttl` of its own."""
-JIT_MODEL_KEY = "smollm2-jit"
-"""The embedded server's second model, not loaded at start-up: what 0.3.9/ttl JIT-loads."""
-
-
 @contextlib.contextmanager
 def _server(args: argparse.Namespace) -> Iterator[str]:
-    """The target's root URL: --base-url, or the reference server started in this process for the run.
-
-    The embedded server gets what every item needs to run: a second model key to JIT-load (0.3.9/ttl), a preset
-    (0.3.14/presets), a token (0.4.0/auth-tokens) and remote MCP (the -remote-mcp checks bring their own loopback
-    MCP server). Its token and preset become the run's own --api-key and --preset unless the user gave them.
-    """
+    """The target's root URL: --base-url, or the reference server started in this process for the run
+    (`reference_server.embedded.serve_for_suite`: every item can run on it). Its token and preset become the
+    run's own --api-key and --preset unless the user gave them."""
     if args.base_url:
         yield args.base_url
         return
     embedded = importlib.import_module("reference_server.embedded")
-    presets = importlib.import_module("reference_server.presets")
-    with tempfile.TemporaryDirectory(prefix="conformance-run-") as scratch:
-        root = Path(scratch)
-        args.api_key = args.api_key or f"sk-lm-{secrets.token_hex(4)}:{secrets.token_urlsafe(15)}"
-        preset = presets.write_conformance_preset(root / "presets")
+    with embedded.serve_for_suite(api_key=args.api_key) as server:
+        args.api_key = server.api_key
         if getattr(args, "preset", None) is None:
-            args.preset = preset
-        with embedded.serve_in_thread(
-            api_key=args.api_key,
-            allow_remote_mcp=True,
-            models_dir=_jit_models_dir(root / "models"),
-            ttl=EMBEDDED_TTL,
-            max_jit_models=1,
-            presets_dir=root / "presets",
-        ) as base_url:
-            yield base_url
-
-
-def _jit_models_dir(root: Path) -> Path:
-    """A models directory in LM Studio's layout whose one model is the default GGUF under the key `smollm2-jit`."""
-    model: Path = importlib.import_module("reference_server.model").default_model_path()
-    link = root / "local" / JIT_MODEL_KEY / "SmolLM2-JIT.Q4_1.gguf"
-    link.parent.mkdir(parents=True)
-    try:
-        link.symlink_to(model)
-    except OSError:  # no symlinks here (Windows without developer mode): a copy, 100 MB, removed with the run
-        shutil.copyfile(model, link)
-    return root
+            args.preset = server.preset
+        yield server.url
 
 
 def _make_dir(directory: Path) -> None:

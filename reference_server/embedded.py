@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -22,9 +25,20 @@ from reference_server.engine import Engine
 from reference_server.limits import Limits
 from reference_server.model import LlamaSettings, check_gguf, default_model_path
 from reference_server.models import DEFAULT_TTL, Models, engine_loader
-from reference_server.presets import Presets
+from reference_server.presets import Presets, write_conformance_preset
 
-__all__ = ["ServerProcess", "bind", "engine_for", "run_app", "serve_in_thread", "serve_subprocess"]
+__all__ = [
+    "JIT_MODEL_KEY",
+    "ServerProcess",
+    "SuiteServer",
+    "bind",
+    "engine_for",
+    "jit_models_dir",
+    "run_app",
+    "serve_for_suite",
+    "serve_in_thread",
+    "serve_subprocess",
+]
 
 _engines: dict[tuple[Path, int, int], Engine] = {}
 # All cores, as `conformance serve`: the in-process client mostly waits on the socket. Measured on 2 cores,
@@ -150,6 +164,53 @@ def serve_in_thread(
             yield url
     finally:
         models.close()
+
+
+SUITE_TTL = 3600.0
+"""The suite server's `--ttl` for JIT loads (LM Studio's 60 minutes); 0.3.9/ttl sends a short `ttl` of its own."""
+JIT_MODEL_KEY = "smollm2-jit"
+"""The suite server's second model, not loaded at start-up: what 0.3.9/ttl JIT-loads."""
+
+
+def jit_models_dir(root: Path) -> Path:
+    """A models directory in LM Studio's layout whose one model is the default GGUF under the key `smollm2-jit`."""
+    link = root / "local" / JIT_MODEL_KEY / "SmolLM2-JIT.Q4_1.gguf"
+    link.parent.mkdir(parents=True)
+    try:
+        link.symlink_to(default_model_path())
+    except OSError:  # no symlinks here (Windows without developer mode): a copy, 100 MB, removed with its dir
+        shutil.copyfile(default_model_path(), link)
+    return root
+
+
+@dataclass(frozen=True)
+class SuiteServer:
+    """The reference server as `conformance run` starts it, with the token and preset the run must send."""
+
+    url: str
+    api_key: str
+    preset: str
+
+
+@contextmanager
+def serve_for_suite(*, api_key: str | None = None, threads: int | None = None) -> Iterator[SuiteServer]:
+    """The reference server with what every catalog item needs to run on it: a second model key to JIT-load
+    (0.3.9/ttl), a preset (0.3.14/presets), a token (0.4.0/auth-tokens; api_key, else a new one) and remote
+    MCP (the MCP checks bring their own loopback server). Its directories are removed on exit."""
+    with tempfile.TemporaryDirectory(prefix="conformance-run-") as scratch:
+        root = Path(scratch)
+        token = api_key or f"sk-lm-{secrets.token_hex(4)}:{secrets.token_urlsafe(15)}"
+        preset = write_conformance_preset(root / "presets")
+        with serve_in_thread(
+            api_key=token,
+            threads=threads,
+            allow_remote_mcp=True,
+            models_dir=jit_models_dir(root / "models"),
+            ttl=SUITE_TTL,
+            max_jit_models=1,
+            presets_dir=root / "presets",
+        ) as url:
+            yield SuiteServer(url, token, preset)
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.conformance.test_run_embedded import needs_merged_server
-
 _LLAMA = re.compile(r"llama|ggml|gguf|load_tensors|clip_|print_info|sched_reserve", re.IGNORECASE)
 _ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
 
-@needs_merged_server
 def test_run_on_the_embedded_server_prints_only_its_own_lines(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "conformance", "run", "--only", "base/models", "--report-dir", str(tmp_path)],

@@ -18,6 +18,9 @@ from conformance.client import send
 from conformance.exchange import Exchange
 from conformance.findings import ConformanceFailure, Finding
 from conformance.shape import shape
+from reference_server.embedded import SuiteServer, serve_for_suite
+from reference_server.engine import Engine
+from tests.conftest import TEST_THREADS
 
 LIVE_ITEMS = [item for item in ITEMS if item.kind is Kind.API and item.covered]
 LIVE_IDS = [item.id.replace("/", "__") for item in LIVE_ITEMS]
@@ -33,8 +36,15 @@ def reference_client() -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
+def suite_server(reference_engine: Engine) -> Iterator[SuiteServer]:
+    """The reference server as `conformance run` starts it (second model, preset, token, remote MCP)."""
+    with serve_for_suite(threads=TEST_THREADS) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
 def run_item(
-    reference_base_url: str,
+    suite_server: SuiteServer,
     reference_model_id: str,
     reference_client: httpx.Client,
     plan_runner: Callable[..., list[Exchange]],
@@ -44,7 +54,8 @@ def run_item(
     To keep the suite fast, a request identical to one an earlier check sent reuses that exchange; within
     one check every request is really sent (so `seeded-repeatable` still asks twice).
     """
-    target = Target(base_url=reference_base_url, model=reference_model_id)
+    server = suite_server
+    target = Target(server.url, reference_model_id, api_key=server.api_key, preset=server.preset)
     cache: dict[str, Outcome] = {}
     sent: dict[str, Exchange] = {}
 

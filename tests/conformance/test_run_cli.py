@@ -26,6 +26,7 @@ from conformance.exchange import Exchange
 from conformance.findings import Finding
 from conformance.report.json import schema
 from conformance.run import _server, default_report_dir, select
+from reference_server import embedded
 from reference_server.model import default_model_path
 
 
@@ -262,18 +263,7 @@ def test_without_base_url_the_embedded_server_runs_and_reports_go_under_reports(
         served[-1]["presets"] = sorted(p.name for p in Path(options["presets_dir"]).iterdir())
         yield fake_url
 
-    def write_conformance_preset(directory: Path) -> str:
-        directory.mkdir(parents=True)
-        (directory / "conformance-test.preset.json").write_text("{}")
-        return "conformance-test"
-
-    for name, attribute, value in [
-        ("reference_server.embedded", "serve_in_thread", serve_in_thread),
-        ("reference_server.presets", "write_conformance_preset", write_conformance_preset),
-    ]:
-        module = types.ModuleType(name)
-        setattr(module, attribute, value)  # a stand-in for the real server and its presets
-        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setattr(embedded, "serve_in_thread", serve_in_thread)  # a stand-in for the real server
     monkeypatch.chdir(tmp_path)
     _FakeLLM.authorizations.clear()
     assert _run("--only", "base/models") == 0
@@ -312,12 +302,7 @@ def test_the_users_api_key_and_preset_win_over_the_embedded_ones(
         keys.append(options["api_key"])
         yield "http://127.0.0.1:9"
 
-    embedded = types.ModuleType("reference_server.embedded")
-    embedded.serve_in_thread = serve_in_thread  # type: ignore[attr-defined]  # a stand-in for the real server
-    presets = types.ModuleType("reference_server.presets")
-    presets.write_conformance_preset = lambda directory: "conformance-test"  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "reference_server.embedded", embedded)
-    monkeypatch.setitem(sys.modules, "reference_server.presets", presets)
+    monkeypatch.setattr(embedded, "serve_in_thread", serve_in_thread)  # a stand-in for the real server
     args = argparse.Namespace(base_url=None, **given)
     with _server(args) as url:
         assert url == "http://127.0.0.1:9"

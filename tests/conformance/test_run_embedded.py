@@ -3,33 +3,17 @@ preset directory and a token, so the lifecycle items run and pass on it."""
 
 from __future__ import annotations
 
-import importlib.util
-import inspect
 import json
 from pathlib import Path
-
-import pytest
 
 from conformance.catalog import by_id
 from conformance.check import Status, Target
 from conformance.cli import main
-from conformance.run import _jit_models_dir
 from conformance.runner import default_client, run_check
-from reference_server.embedded import serve_in_thread
+from reference_server.embedded import jit_models_dir, serve_in_thread
 from tests.conftest import TEST_THREADS
 
-_PARAMETERS = set(inspect.signature(serve_in_thread).parameters)
-_NEEDED = {"models_dir", "ttl", "max_jit_models", "presets_dir"}
-needs_merged_server = pytest.mark.skipif(
-    not set(inspect.signature(serve_in_thread).parameters) >= _NEEDED
-    or importlib.util.find_spec("reference_server.presets") is None,
-    reason="the embedded server's models_dir/ttl/max_jit_models (branch lifecycle) and presets_dir "
-    "(branch presets) are not merged yet",
-)
-"""For tests of `conformance run` on the embedded server, which it starts with those keywords."""
 
-
-@needs_merged_server
 def test_the_lifecycle_items_pass_on_the_embedded_server(tmp_path: Path) -> None:
     only = "0.3.9/ttl,0.3.16/model-capabilities,0.4.0/auth-tokens"
     assert main(["run", "--only", only, "--report-dir", str(tmp_path)]) == 0
@@ -47,11 +31,10 @@ def test_the_lifecycle_items_pass_on_the_embedded_server(tmp_path: Path) -> None
     ]
 
 
-@pytest.mark.skipif("models_dir" not in _PARAMETERS, reason="models_dir (branch lifecycle) is not merged yet")
 def test_ttl_passes_on_the_reference_server_with_a_second_model(tmp_path: Path, reference_model_id: str) -> None:
     """The check JIT-loads `smollm2-jit` with ttl 2, sees it unload, and loads it again."""
     item = by_id("0.3.9/ttl")
-    models = _jit_models_dir(tmp_path / "models")
+    models = jit_models_dir(tmp_path / "models")
     with (
         serve_in_thread(threads=TEST_THREADS, models_dir=models, ttl=3600, max_jit_models=1) as url,
         default_client() as client,

@@ -7,7 +7,6 @@ engine: every key it serves is the same SmolLM2 weights, and a "load" only recor
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import re
 import threading
@@ -937,8 +936,6 @@ def test_lm_studio_style_script(download_app: tuple[FakeModels, httpx.Client]) -
 
 def test_lm_studio_style_script_against_the_registry(models_dir: Path, source: Path) -> None:
     """The same script against the server with its real model registry (engines loaded and closed)."""
-    if "models_dir" not in inspect.signature(serve_in_thread).parameters:
-        pytest.skip("the model registry (branch lifecycle) is not merged yet")
     options: dict[str, Any] = {"models_dir": models_dir, "download_sources": [source], "threads": 1}
     with serve_in_thread(**options) as url, httpx.Client(base_url=url, timeout=120) as lms:
         lm_studio_script(lms, DOWNLOAD_KEY)
