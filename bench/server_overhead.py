@@ -7,7 +7,8 @@ which goes first. Cases: `/v1/completions`, `/v1/messages` and `/v1/responses`, 
 a long one (about 1000 tokens). Every prompt starts with its own run number, so neither server finds a prefix
 of it in its KV cache, and llama-server is also sent `cache_prompt: false`.
 For each side: decode tokens/s ((tokens - 1) / time from first to last token event) and time to first token
-(from sending the request), median and [min-max] over the runs; then ours/theirs for tokens/s and the TTFT gap.
+(from sending the request), median and [min-max] over the runs, and the CPU seconds the serving process spent
+per request (Linux; steadier than wall time on a busy machine); then ours/theirs for tokens/s, CPU and the TTFT gap.
 Without --llama-server the anchor is llama-cpp-python's create_completion in this process (itself slower than
 llama.cpp), on the prompt text the server evaluates (chat-rendered for /v1/messages and /v1/responses).
 Run it on an otherwise idle machine: llama.cpp's threads spin at barriers, so other load distorts both sides.
@@ -26,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,8 @@ class Run:
     tokens: int
     ttft_s: float
     decode_s: float
+    cpu_s: float = 0.0
+    """CPU time the serving process used for the request (on a busy machine a steadier figure than wall time)."""
 
     @property
     def rate(self) -> float:
@@ -121,8 +124,9 @@ def request_body(endpoint: str, prompt: str, max_tokens: int) -> dict[str, Any]:
 class HttpSide:
     """A server under test, streamed over HTTP."""
 
-    def __init__(self, name: str, url: str, extra: dict[str, Any]) -> None:
+    def __init__(self, name: str, url: str, pid: int, extra: dict[str, Any]) -> None:
         self.name = name
+        self.pid = pid
         # a new connection per request: both servers close idle keep-alive connections after a few seconds,
         # which a run on the other side outlasts
         self.client = httpx.Client(base_url=url, timeout=300, limits=httpx.Limits(max_keepalive_connections=0))
@@ -138,7 +142,9 @@ class HttpSide:
                 for line in response.iter_lines():
                     yield is_token_event(endpoint, line)
 
-        return timed(events())
+        cpu = cpu_seconds(self.pid)
+        run = timed(events())
+        return replace(run, cpu_s=cpu_seconds(self.pid) - cpu)
 
 
 class RawSide:
@@ -160,7 +166,18 @@ class RawSide:
             prompt = self.template.render([{"role": "user", "content": prompt}])
         self.llm.reset()  # type: ignore[no-untyped-call]  # no prefix reuse
         chunks = self.llm.create_completion(prompt, max_tokens=max_tokens, temperature=0, seed=SEED, stream=True)
-        return timed(bool(chunk["choices"][0]["text"]) for chunk in chunks)  # type: ignore[index]  # dicts
+        cpu = time.process_time()
+        run = timed(bool(chunk["choices"][0]["text"]) for chunk in chunks)  # type: ignore[index]  # dicts
+        return replace(run, cpu_s=time.process_time() - cpu)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 Side = HttpSide | RawSide
@@ -191,8 +208,8 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def started(name: str, command: list[str], url: str) -> Iterator[str]:
-    """Run a server until the block ends; yields its URL once /v1/models answers."""
+def started(name: str, command: list[str], url: str) -> Iterator[tuple[str, int]]:
+    """Run a server until the block ends; yields its URL and process id once /v1/models answers."""
     log = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".log", delete=False)  # noqa: SIM115  # kept for the user
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -207,7 +224,7 @@ def started(name: str, command: list[str], url: str) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"{name} did not answer within 300 s: {' '.join(command)}")
                 time.sleep(0.2)
-        yield url
+        yield url, process.pid
     except BaseException:
         print(f"{name}'s log: {log.name}", file=sys.stderr)
         raise
@@ -240,14 +257,22 @@ def spread(values: list[float], unit: str, digits: int) -> str:
 
 def report(case: Case, ours: list[Run], theirs: list[Run], anchor: str) -> None:
     print(f"{case.name}  ({len(ours)} runs each)")
-    for name, runs in (("reference server", ours), (anchor, theirs)):
+    for name, runs in (("reference server", ours), (anchor, theirs)):  # CPU: median CPU seconds per request
         rates = [run.rate for run in runs]
         ttfts = [run.ttft_s * 1000 for run in runs]
         tokens = statistics.median(run.tokens for run in runs)
-        print(f"  {name:<18} decode {spread(rates, 'tok/s', 1)}   TTFT {spread(ttfts, 'ms', 1)}   tokens {tokens:.0f}")
+        cpu = statistics.median(run.cpu_s for run in runs)
+        print(
+            f"  {name:<18} decode {spread(rates, 'tok/s', 1)}   TTFT {spread(ttfts, 'ms', 1)}   "
+            f"tokens {tokens:.0f}   CPU {cpu:.2f} s"
+        )
     ratio = statistics.median(run.rate for run in ours) / statistics.median(run.rate for run in theirs)
     gap = (statistics.median(run.ttft_s for run in ours) - statistics.median(run.ttft_s for run in theirs)) * 1000
-    print(f"  ours/{anchor}: decode {ratio:.3f}x (target >= 0.95)   TTFT {gap:+.1f} ms (target <= +10 ms)")
+    cpu = statistics.median(run.cpu_s for run in ours) / statistics.median(run.cpu_s for run in theirs)
+    print(
+        f"  ours/{anchor}: decode {ratio:.3f}x (target >= 0.95)   TTFT {gap:+.1f} ms (target <= +10 ms)   "
+        f"CPU per request {cpu:.3f}x"
+    )
 
 
 def main() -> int:
@@ -271,19 +296,15 @@ def main() -> int:
     print(f"long prompt: {len(vocab.tokenize(long_text.encode(), add_bos=False))} tokens; max_tokens {args.max_tokens}")
     with contextlib.ExitStack() as stack:
         port = _free_port()
-        ours = HttpSide(
-            "ours",
-            stack.enter_context(
-                started("the reference server", ours_command(model, settings, port), f"http://127.0.0.1:{port}")
-            ),
-            {},
-        )
+        command = ours_command(model, settings, port)
+        url, pid = stack.enter_context(started("the reference server", command, f"http://127.0.0.1:{port}"))
+        ours = HttpSide("reference server", url, pid, {})
         anchor: Side
         if args.llama_server:
             port = _free_port()
             command = llama_server_command(args.llama_server, model, settings, port)
-            url = stack.enter_context(started("llama-server", command, f"http://127.0.0.1:{port}"))
-            anchor = HttpSide("llama-server", url, {"cache_prompt": False})
+            url, pid = stack.enter_context(started("llama-server", command, f"http://127.0.0.1:{port}"))
+            anchor = HttpSide("llama-server", url, pid, {"cache_prompt": False})
         else:
             print(GET_LLAMA_SERVER)
             anchor = RawSide(
