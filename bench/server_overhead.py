@@ -256,7 +256,13 @@ def spread(values: list[float], unit: str, digits: int) -> str:
 
 
 def report(case: Case, ours: list[Run], theirs: list[Run], anchor: str) -> None:
-    print(f"{case.name}  ({len(ours)} runs each)")
+    pairs = [(a, b) for a, b in zip(ours, theirs, strict=True) if min(a.tokens, b.tokens) >= 2]
+    dropped = len(ours) - len(pairs)
+    note = f"; {dropped} left out: fewer than 2 tokens generated" if dropped else ""
+    print(f"{case.name}  ({len(pairs)} runs each{note})")
+    if not pairs:
+        return
+    ours, theirs = [a for a, _ in pairs], [b for _, b in pairs]
     for name, runs in (("reference server", ours), (anchor, theirs)):  # CPU: median CPU seconds per request
         rates = [run.rate for run in runs]
         ttfts = [run.ttft_s * 1000 for run in runs]
