@@ -13,7 +13,7 @@ import openai
 
 from conformance.catalog.exercised import answered
 from conformance.catalog.requests import Capital, RequestFactory
-from conformance.check import Check, Exercised, send_all
+from conformance.check import Check, Exercised, Plan, send_all
 from conformance.exchange import Exchange
 from conformance.findings import ERROR, Finding
 from conformance.verdicts import Context, Issue, answer, replay, validate_context
@@ -25,6 +25,7 @@ __all__ = [
     "Expectation",
     "at_least_calls",
     "called",
+    "chained_check",
     "distinct_call_ids",
     "error_status",
     "finish",
@@ -60,6 +61,24 @@ def make_check(
     successful answer of the kind asked for, see `answered`). When it is missing, the plan-specific
     expectations are not judged (they presuppose the feature) and the check is `skip`; the rules still are.
     """
+    return chained_check(item, check_id, title, send_all(*requests), len(requests), *expectations, exercised=exercised)
+
+
+def chained_check(
+    item: str,
+    check_id: str,
+    title: str,
+    plan: Plan,
+    count: int,
+    *expectations: Expectation,
+    exercised: Exercised | None = None,
+    shape: Callable[[Sequence[Exchange]], Any] | None = None,
+) -> Check:
+    """A check whose plan may use earlier answers (a stored id, a listed model), judged as make_check's are.
+
+    `count` is the fewest requests the plan sends (fewer exchanges is a finding; a plan that may stop early
+    says why through `exercised`); `shape` replaces the default fingerprint.
+    """
     shown = exercised or answered()
 
     def verdict(exchanges: Sequence[Exchange]) -> list[Finding]:
@@ -68,13 +87,13 @@ def make_check(
         findings: list[Finding] = []
         for i, ctx in enumerate(contexts):
             findings.extend(f if not many else _at(f, i) for f in validate_context(ctx))
-        if len(contexts) < len(requests):
+        if len(contexts) < count:
             findings.append(
                 Finding(
                     item=item,
                     check=check_id,
-                    message=f"the plan sends {len(requests)} requests but only {len(contexts)} exchange(s) were judged",
-                    expected=len(requests),
+                    message=f"the plan sends {count} requests but only {len(contexts)} exchange(s) were judged",
+                    expected=count,
                     seen=len(contexts),
                 )
             )
@@ -101,7 +120,7 @@ def make_check(
                 )
         return findings
 
-    return Check(id=check_id, item=item, title=title, plan=send_all(*requests), verdict=verdict, exercised=shown)
+    return Check(id=check_id, item=item, title=title, plan=plan, verdict=verdict, shape=shape, exercised=shown)
 
 
 def _at(finding: Finding, index: int) -> Finding:
