@@ -7,11 +7,12 @@ result). Check ids are a public contract.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 from conformance.catalog.expect import Expectation, chained_check, succeeded
-from conformance.check import LMSTUDIO, Check, Exercised, Item, Kind, Plan, RequestSpec, Target
+from conformance.check import LMSTUDIO, Check, Exercised, Item, Kind, Plan, RequestSpec, Target, send_all
 from conformance.exchange import Exchange
 from conformance.mcp_server import DICE_LABEL, DICE_OUTPUT, DICE_TOOL, loopback_mcp
 from conformance.shape import collapse, structure
@@ -46,12 +47,8 @@ def _chat(target: Target, **fields: Any) -> RequestSpec:
     return RequestSpec("POST", CHAT, body=chat_body(target, **fields))
 
 
-def _fixed(*bodies: dict[str, Any]) -> Callable[[Target], Generator[RequestSpec, Exchange, None]]:
-    def plan(target: Target) -> Generator[RequestSpec, Exchange, None]:
-        for body in bodies:
-            yield _chat(target, **body)
-
-    return plan
+def _fixed(*bodies: dict[str, Any]) -> Plan:
+    return send_all(*(partial(_chat, **body) for body in bodies))
 
 
 def _view(exchange: Exchange | Context) -> V1View | None:

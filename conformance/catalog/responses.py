@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from conformance.catalog.expect import Expectation, chained_check, succeeded
-from conformance.check import Check, Exercised, Item, Kind, Plan, RequestSpec, Target
+from conformance.check import Check, Exercised, Item, Kind, Plan, RequestSpec, Target, send_all
 from conformance.exchange import Exchange
 from conformance.mcp_server import DICE_LABEL, DICE_OUTPUT, DICE_TOOL, loopback_mcp
 from conformance.shape import shape
@@ -271,12 +272,8 @@ def _shape(exchanges: Sequence[Exchange]) -> list[dict[str, Any]]:
     return shapes
 
 
-def _fixed(*bodies: dict[str, Any]) -> Callable[[Target], Generator[RequestSpec, Exchange, None]]:
-    def plan(target: Target) -> Generator[RequestSpec, Exchange, None]:
-        for body in bodies:
-            yield _post(target, **body)
-
-    return plan
+def _fixed(*bodies: dict[str, Any]) -> Plan:
+    return send_all(*(partial(_post, **body) for body in bodies))
 
 
 # ---- plans that chain ---------------------------------------------------------------------------
