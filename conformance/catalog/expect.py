@@ -103,21 +103,10 @@ def chained_check(
         for expectation in expectations:
             for issue in expectation(contexts):
                 ctx = contexts[issue.exchange or 0]
-                findings.append(
-                    Finding(
-                        item=issue.item or item,
-                        check=check_id,
-                        message=issue.message,
-                        endpoint=ctx.exchange.endpoint,
-                        exchange=issue.exchange if many else None,
-                        chunk=issue.chunk,
-                        raw=ctx.raw_of(issue),
-                        pointer=issue.pointer,
-                        expected=issue.expected,
-                        seen=issue.seen,
-                        severity=issue.severity,
-                    )
+                finding = issue.finding(
+                    item=item, check=check_id, endpoint=ctx.exchange.endpoint, raw=ctx.raw_of(issue)
                 )
+                findings.append(finding if many else replace(finding, exchange=None))
         return findings
 
     return Check(id=check_id, item=item, title=title, plan=plan, verdict=verdict, shape=shape, exercised=shown)

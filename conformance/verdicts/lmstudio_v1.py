@@ -9,7 +9,6 @@ one exchange and tags its findings with the item it enforces: the model routes `
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -21,6 +20,7 @@ from conformance.findings import Finding
 from conformance.schemas import Schema
 from conformance.verdicts import items
 from conformance.verdicts.context import LMSTUDIO_V1_PATH, Context, Issue, as_dict, excerpt
+from conformance.verdicts.frames import Frame, frames_of
 
 __all__ = [
     "RULES",
@@ -87,22 +87,6 @@ _REFUSED_LOOPBACK = "non-public address"
 """LM Studio >= 0.4.15 refuses MCP URLs on loopback: "URL resolves to a non-public address" (LMS#1993)."""
 
 
-@dataclass(frozen=True)
-class Frame:
-    """One event of a stream that carries data: its position among all events, `event:` name and payload."""
-
-    chunk: int
-    name: str | None
-    payload: dict[str, Any] | None
-    """The data as a JSON object; None when it is not one (see `problem`)."""
-    problem: str | None = None
-
-    @property
-    def type(self) -> str | None:
-        value = None if self.payload is None else self.payload.get("type")
-        return value if isinstance(value, str) else None
-
-
 class V1View:
     """One /api/v1 exchange as the rules read it, computed once."""
 
@@ -122,21 +106,8 @@ class V1View:
 
     @cached_property
     def frames(self) -> list[Frame]:
-        out: list[Frame] = []
         response = self.ctx.response
-        for i, event in enumerate(() if response is None or response.events is None else response.events):
-            if event.data is None:
-                continue
-            try:
-                payload = json.loads(event.data)
-            except ValueError as exc:
-                out.append(Frame(i, event.event, None, f"not JSON ({exc})"))
-                continue
-            if isinstance(payload, dict):
-                out.append(Frame(i, event.event, payload))
-            else:
-                out.append(Frame(i, event.event, None, f"a JSON {type(payload).__name__}, not an object"))
-        return out
+        return frames_of(None if response is None else response.events)
 
     @cached_property
     def end(self) -> Frame | None:
@@ -241,19 +212,7 @@ class V1Rule:
 
     def findings(self, found: V1View) -> list[Finding]:
         return [
-            Finding(
-                item=issue.item or found.item,
-                check=self.id,
-                message=issue.message,
-                endpoint=found.ctx.exchange.endpoint,
-                exchange=issue.exchange,
-                chunk=issue.chunk,
-                raw=found.raw_of(issue),
-                pointer=issue.pointer,
-                expected=issue.expected,
-                seen=issue.seen,
-                severity=issue.severity,
-            )
+            issue.finding(item=found.item, check=self.id, endpoint=found.ctx.exchange.endpoint, raw=found.raw_of(issue))
             for issue in _collapse(list(self.judge(found)))
         ]
 

@@ -35,19 +35,7 @@ class Rule:
         if not self.applies(ctx):
             return []
         return [
-            Finding(
-                item=issue.item or self.item,
-                check=self.id,
-                message=issue.message,
-                endpoint=ctx.exchange.endpoint,
-                exchange=issue.exchange,
-                chunk=issue.chunk,
-                raw=ctx.raw_of(issue),
-                pointer=issue.pointer,
-                expected=issue.expected,
-                seen=issue.seen,
-                severity=issue.severity,
-            )
+            issue.finding(item=self.item, check=self.id, endpoint=ctx.exchange.endpoint, raw=ctx.raw_of(issue))
             for issue in _collapse(list(self.judge(ctx)))
         ]
 

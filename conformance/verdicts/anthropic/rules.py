@@ -48,18 +48,7 @@ class MessagesRule:
 
     def findings(self, view: MessagesView) -> list[Finding]:
         return [
-            Finding(
-                item=issue.item or ITEM,
-                check=self.id,
-                message=issue.message,
-                endpoint=view.exchange.endpoint,
-                exchange=issue.exchange,
-                chunk=issue.chunk,
-                raw=view.raw_of(issue),
-                pointer=issue.pointer,
-                expected=issue.expected,
-                seen=issue.seen,
-            )
+            issue.finding(item=ITEM, check=self.id, endpoint=view.exchange.endpoint, raw=view.raw_of(issue))
             for issue in self.judge(view)
         ]
 
