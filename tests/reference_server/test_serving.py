@@ -18,6 +18,7 @@ from reference_server.embedded import run_app
 from reference_server.engine import Embeddings, Engine, Finished, FinishReason, Generation, GenerationRequest, Piece
 from reference_server.model import ModelInfo
 from reference_server.prompt import ChatTemplate
+from reference_server.serving import combined
 
 GREEDY = {"temperature": 0, "seed": 7}
 MARK = "PREPARE-SLOWLY"
@@ -209,3 +210,11 @@ def test_an_abandoned_embeddings_request_leaves_the_queue(reference_engine: Engi
         _wait_for(lambda: all(_finished(log) for log in backend.logs), "the generation to stop")
         assert client.post("/v1/embeddings", json={"input": "fresh"}).status_code == 200
     assert backend.embeds == ["waiting", "cancelled", "waiting", "done"]
+
+
+def test_combined_counts_two_generations_as_one_with_the_second_reason() -> None:
+    before = Finished(FinishReason.LENGTH, prompt_tokens=30, completion_tokens=5, seconds=0.5, cached_tokens=2)
+    after = Finished(FinishReason.STOP, prompt_tokens=45, completion_tokens=7, seconds=0.25, cached_tokens=30)
+    assert combined(before, after) == Finished(
+        FinishReason.STOP, prompt_tokens=75, completion_tokens=12, seconds=0.75, cached_tokens=32
+    )
