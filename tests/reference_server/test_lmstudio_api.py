@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -18,15 +17,14 @@ from typing import Any, Literal
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
-from mcp.server import MCPServer
 
+from conformance.mcp_server import DICE_OUTPUT
 from reference_server import lmstudio_api
 from reference_server.app import create_app
 from reference_server.auth import ApiKeys
 from reference_server.downloads import Downloads, _Job
-from reference_server.embedded import base_url, bind, run_app, serve_in_thread
+from reference_server.embedded import run_app, serve_in_thread
 from reference_server.engine import (
     Backend,
     Embeddings,
@@ -776,32 +774,6 @@ def test_serve_refuses_a_missing_download_source(tmp_path: Path, capsys: pytest.
 ROLL = "Roll a 20-sided die."
 
 
-@pytest.fixture(scope="module")
-def mcp_url() -> Iterator[str]:
-    """A loopback MCP server (the mcp package, streamable HTTP) with one dice tool."""
-    server = MCPServer("dice")
-
-    @server.tool()
-    def roll_dice(sides: int = 6) -> str:
-        """Roll a die with the given number of sides."""
-        return f"The die shows {min(sides, 4)}."
-
-    app = server.streamable_http_app(json_response=True, stateless_http=True)
-    sock = bind("127.0.0.1", 0)
-    runner = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))  # lifespan starts MCP's tasks
-    thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not runner.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield base_url(sock) + "/mcp"
-    finally:
-        runner.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
 @pytest.fixture
 def mcp_client(models: FakeModels) -> Iterator[httpx.Client]:
     with run_app(make_app(models, allow_remote_mcp=True)) as url, httpx.Client(base_url=url, timeout=120) as client:
@@ -831,7 +803,7 @@ def test_mcp_tool_call_is_run_and_answered(mcp_client: httpx.Client, models: Fak
         "type": "tool_call",
         "tool": "roll_dice",
         "arguments": {"sides": 20},
-        "output": "The die shows 4.",
+        "output": f"{DICE_OUTPUT} 4.",
         "provider_info": {"type": "ephemeral_mcp", "server_label": "dice"},
     }
     assert rest
@@ -844,7 +816,7 @@ def test_mcp_tool_call_is_run_and_answered(mcp_client: httpx.Client, models: Fak
     provider = {"type": "ephemeral_mcp", "server_label": "dice"}
     assert events[start][1] == {"type": "tool_call.start", "tool": "roll_dice", "provider_info": provider}
     assert events[arguments][1]["arguments"] == {"sides": 20}
-    assert events[success][1]["output"] == "The die shows 4."
+    assert events[success][1]["output"] == f"{DICE_OUTPUT} 4."
     assert events[-1][1]["result"]["output"] == body["output"]
     listed_only = _chat(
         mcp_client,

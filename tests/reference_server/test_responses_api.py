@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import uvicorn
-from mcp.server import MCPServer
 
 from conformance.cli import main
+from conformance.mcp_server import DICE_OUTPUT
 from reference_server.app import create_app
-from reference_server.embedded import base_url, bind, run_app
+from reference_server.embedded import run_app
 from reference_server.engine import Embeddings, Engine, Finished, FinishReason, Generation, GenerationRequest, Piece
 from reference_server.model import ModelInfo
 from reference_server.prompt import ChatTemplate
@@ -480,32 +477,6 @@ def test_negative_store_bound_is_a_usage_error(capsys: pytest.CaptureFixture[str
 
 
 @pytest.fixture(scope="module")
-def mcp_url() -> Iterator[str]:
-    """A small MCP server (the mcp package, streamable HTTP) on loopback: one dice tool."""
-    server = MCPServer("dice")
-
-    @server.tool()
-    def roll_dice(sides: int = 6) -> str:
-        """Roll a die with the given number of sides."""
-        return f"The die shows {min(sides, 4)}."
-
-    app = server.streamable_http_app(json_response=True, stateless_http=True)
-    sock = bind("127.0.0.1", 0)
-    runner = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))  # lifespan starts MCP's tasks
-    thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not runner.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield base_url(sock) + "/mcp"
-    finally:
-        runner.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-@pytest.fixture(scope="module")
 def mcp_app(reference_engine: Engine) -> Iterator[str]:
     with run_app(create_app(reference_engine, allow_remote_mcp=True)) as url:
         yield url
@@ -540,7 +511,7 @@ def test_mcp_call_without_approval(mcp_app: str, mcp_url: str, reference_model_i
     assert call.type == "mcp_call"
     assert call.name == "roll_dice"
     assert call.output is not None
-    assert call.output.startswith("The die shows")
+    assert call.output.startswith(DICE_OUTPUT)
     assert call.error is None
     assert answer
     assert answer[0].type == "message"
@@ -588,7 +559,7 @@ def test_mcp_call_waits_for_approval(mcp_app: str, mcp_url: str, reference_model
     call = next(item for item in approved.output if item.type == "mcp_call")
     assert call.approval_request_id == request.id
     assert call.output is not None
-    assert "The die shows" in call.output
+    assert DICE_OUTPUT in call.output
     assert approved.output[-1].type == "message"
     with pytest.raises(openai.BadRequestError, match="did not make"):
         sdk.responses.create(
