@@ -10,7 +10,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +27,6 @@ from reference_server.downloads import Downloads, _Job
 from reference_server.embedded import run_app, serve_in_thread
 from reference_server.engine import (
     Backend,
-    Embeddings,
     Engine,
     Finished,
     FinishReason,
@@ -40,7 +39,8 @@ from reference_server.limits import Limits
 from reference_server.lmstudio_api import ChatRequest, ChatStore
 from reference_server.mcp_client import McpServer, Toolbox
 from reference_server.model import ModelInfo, model_id_for
-from reference_server.prompt import ChatTemplate
+from reference_server.models import ModelEntry
+from tests.reference_server.conftest import EngineWrapper
 
 GREEDY: dict[str, Any] = {"temperature": 0, "seed": 7}
 JIT_KEY = "smollm2-jit"
@@ -49,17 +49,6 @@ RESPONSE_ID = re.compile(r"^resp_[0-9a-f]{48}$")
 
 
 # ---- a test double of models.Models -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FakeEntry:
-    key: str
-    path: Path
-    type: Literal["llm", "embedding"]
-    info: ModelInfo
-    size_bytes: int
-    display_name: str
-    params_string: str | None
 
 
 class Recorded(Generation):
@@ -74,36 +63,24 @@ class Recorded(Generation):
         return event
 
 
-class Renamed:
+class Renamed(EngineWrapper):
     """The session engine answering under another model's info (a second key on the same weights)."""
 
     def __init__(self, engine: Engine, info: ModelInfo, generations: list[Recorded]) -> None:
-        self._engine = engine
-        self.info = info
-        self.template: ChatTemplate = engine.template
+        super().__init__(engine, info)
         self.generations = generations
 
-    @property
-    def n_ctx(self) -> int:
-        return self._engine.n_ctx
-
-    def tokenize(self, text: str) -> list[int]:
-        return self._engine.tokenize(text)
-
     def generate(self, request: GenerationRequest) -> Generation:
-        queued = self._engine.generate(request)
+        queued = self.engine.generate(request)
         generation = Recorded(queued._job, queued._events)
         self.generations.append(generation)
         return generation
-
-    async def embed(self, texts: Sequence[str]) -> Embeddings:
-        return await self._engine.embed(texts)
 
 
 @dataclass
 class FakeInstance:
     id: str
-    entry: FakeEntry
+    entry: ModelEntry
     backend: Backend
     context_length: int
     jit: bool
@@ -136,7 +113,7 @@ class FakeModels:
     held: int = 0
     loads: list[tuple[str, int | None]] = field(default_factory=list)
     generations: list[Recorded] = field(default_factory=list)
-    _extra: list[FakeEntry] = field(default_factory=list)
+    _extra: list[ModelEntry] = field(default_factory=list)
     _instances: dict[str, FakeInstance] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -144,11 +121,11 @@ class FakeModels:
         self._instances[self.base.key] = self._instance(self.base, None, jit=False, ttl=None)
         self.rescan()
 
-    def _entry(self, path: Path, key: str, kind: Literal["llm", "embedding"] = "llm") -> FakeEntry:
+    def _entry(self, path: Path, key: str, kind: Literal["llm", "embedding"] = "llm") -> ModelEntry:
         info = replace(self.engine.info, id=key, path=path)
-        return FakeEntry(key, path, kind, info, path.stat().st_size, f"{key} (test)", "135M")
+        return ModelEntry(key, path, kind, info, path.stat().st_size, f"{key} (test)", "135M")
 
-    def _instance(self, entry: FakeEntry, context: int | None, *, jit: bool, ttl: float | None) -> FakeInstance:
+    def _instance(self, entry: ModelEntry, context: int | None, *, jit: bool, ttl: float | None) -> FakeInstance:
         backend = Renamed(self.engine, entry.info, self.generations)
         return FakeInstance(entry.key, entry, backend, context or self.engine.n_ctx, jit, ttl, 0.25)
 
@@ -158,10 +135,10 @@ class FakeModels:
         if self.embedding:
             self._extra.append(self._entry(self.engine.info.path, EMBED_KEY, "embedding"))
 
-    def entries(self) -> list[FakeEntry]:
+    def entries(self) -> list[ModelEntry]:
         return [self.base, *self._extra]
 
-    def entry(self, requested: str, *, param: str = "model") -> FakeEntry:
+    def entry(self, requested: str, *, param: str = "model") -> ModelEntry:
         for entry in self.entries():
             if requested in (entry.key, entry.path.name) or requested.rsplit("/", 1)[-1] == entry.key:
                 return entry

@@ -15,10 +15,9 @@ from conformance.cli import main
 from conformance.mcp_server import DICE_OUTPUT
 from reference_server.app import create_app
 from reference_server.embedded import run_app
-from reference_server.engine import Embeddings, Engine, Finished, FinishReason, Generation, GenerationRequest, Piece
-from reference_server.model import ModelInfo
-from reference_server.prompt import ChatTemplate
+from reference_server.engine import Engine, Finished, FinishReason, Generation, GenerationRequest, Piece
 from reference_server.responses_api import ResponseStore, StoredResponse
+from tests.reference_server.conftest import EngineWrapper
 
 WEATHER: Any = {
     "type": "function",
@@ -409,23 +408,11 @@ class _Scripted(Generation):
         return await anext(self._script)
 
 
-class _ScriptedBackend:
+class _ScriptedBackend(EngineWrapper):
     def __init__(self, engine: Engine, events: Sequence[Piece | Finished], *, fail: bool = False) -> None:
-        self.engine = engine
-        self.info: ModelInfo = engine.info
-        self.template: ChatTemplate = engine.template
+        super().__init__(engine)
         self.events = events
         self.fail = fail
-
-    @property
-    def n_ctx(self) -> int:
-        return self.engine.n_ctx
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.engine.tokenize(text)
-
-    async def embed(self, texts: Sequence[str]) -> Embeddings:
-        return await self.engine.embed(texts)
 
     def generate(self, request: GenerationRequest) -> Generation:
         return _Scripted(self.events, self.fail)
