@@ -15,12 +15,12 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
-from conformance import schemas
 from conformance.findings import Finding
 from conformance.schemas import Schema
 from conformance.verdicts import items
 from conformance.verdicts.context import LMSTUDIO_V1_PATH, Context, Issue, as_dict, excerpt
 from conformance.verdicts.frames import Frame, frames_of
+from conformance.verdicts.rule import schema_issues
 
 __all__ = [
     "RULES",
@@ -238,18 +238,6 @@ def _rule(rule_id: str) -> Callable[[Judge], V1Rule]:
     return wrap
 
 
-def _schema_issues(
-    schema: Schema, instance: object, what: str, *, chunk: int | None = None, at: str = ""
-) -> Iterator[Issue]:
-    for error in schemas.errors(schema, instance):
-        yield Issue(
-            f"{what} breaks the `{schema.value}` schema: {error.message}",
-            chunk=chunk,
-            pointer=at + error.pointer,
-            expected=error.constraint,
-        )
-
-
 # ---- every route -----------------------------------------------------------------------------------
 
 
@@ -260,7 +248,7 @@ def error_envelope(found: V1View) -> Iterator[Issue]:
     ctx = found.ctx
     if ctx.response is None or ctx.ok:
         return
-    yield from _schema_issues(Schema.LMSTUDIO_V1_ERROR, ctx.body, f"the {ctx.status} error body")
+    yield from schema_issues(Schema.LMSTUDIO_V1_ERROR, ctx.body, f"the {ctx.status} error body")
 
 
 @_rule("v1-body-schema")
@@ -290,7 +278,7 @@ def body_schema(found: V1View) -> Iterator[Issue]:
             seen=ctx.body,
         )
         return
-    yield from _schema_issues(schema, ctx.body, "the body")
+    yield from schema_issues(schema, ctx.body, "the body")
 
 
 # ---- models --------------------------------------------------------------------------------------
@@ -383,7 +371,7 @@ def event_schema(found: V1View) -> Iterator[Issue]:
         if frame.payload is None:
             yield Issue(f"the event's data is {frame.problem}", chunk=frame.chunk, expected="a JSON object with `type`")
             continue
-        yield from _schema_issues(
+        yield from schema_issues(
             Schema.LMSTUDIO_V1_CHAT_EVENT, frame.payload, f"the {frame.type or 'untyped'} event", chunk=frame.chunk
         )
         if frame.name is None:
