@@ -687,6 +687,17 @@ def _sse(chunks: list[dict[str, Any]], *, done: bool) -> str:
     return Wire.sse_text(chunks, done=done)
 
 
+TTL_SHAPE = [
+    ["list", 200],
+    ["request", 200, True],
+    ["state", 200, "loaded"],
+    ["state", 200, "not-loaded"],
+    ["request", 200, True],
+    ["state", 200, "loaded"],
+]
+"""The fingerprint of a passing 0.3.9/ttl check: listed, JIT-loaded, unloaded after its ttl, loaded again."""
+
+
 def run_check(check: Check, server: Callable[[RequestSpec], Exchange], target: Target = TARGET) -> list[Finding]:
     """Drive a check's plan against `server` (a function RequestSpec -> Exchange) and return its verdict."""
     exchanges = run_plan(check, server, target)
