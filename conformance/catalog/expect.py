@@ -16,7 +16,7 @@ from conformance.catalog.requests import Capital, RequestFactory
 from conformance.check import Check, Exercised, Plan, send_all
 from conformance.exchange import Exchange
 from conformance.findings import ERROR, Finding
-from conformance.verdicts import Context, Issue, answer, replay, validate_context
+from conformance.verdicts import Context, Issue, answer, replay, validate_contexts
 from conformance.verdicts.answer import Answer
 from conformance.verdicts.embeddings import decode_vector
 from conformance.verdicts.usage import usage_numbers
@@ -84,9 +84,7 @@ def chained_check(
     def verdict(exchanges: Sequence[Exchange]) -> list[Finding]:
         contexts = [Context(e) for e in exchanges]
         many = len(exchanges) > 1
-        findings: list[Finding] = []
-        for i, ctx in enumerate(contexts):
-            findings.extend(f if not many else _at(f, i) for f in validate_context(ctx))
+        findings = validate_contexts(contexts)
         if len(contexts) < count:
             findings.append(
                 Finding(
@@ -110,10 +108,6 @@ def chained_check(
         return findings
 
     return Check(id=check_id, item=item, title=title, plan=plan, verdict=verdict, shape=shape, exercised=shown)
-
-
-def _at(finding: Finding, index: int) -> Finding:
-    return replace(finding, exchange=index)
 
 
 def succeeded(*indexes: int) -> Expectation:
