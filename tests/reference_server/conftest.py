@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
+from typing import Any
 
+import httpx
 import pytest
 
 from conformance.mcp_server import loopback_mcp
@@ -40,3 +43,20 @@ class EngineWrapper:
 
     async def embed(self, texts: Sequence[str]) -> Embeddings:
         return await self.engine.embed(texts)
+
+
+def named_events(http: httpx.Client, path: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(event name, data) of each event of a streamed POST, read line by line from the socket."""
+    events: list[tuple[str, dict[str, Any]]] = []
+    name = ""
+    with http.stream("POST", path, json=body) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line[6:])))
+            else:
+                assert line == "", f"unexpected SSE line {line!r}"
+    return events

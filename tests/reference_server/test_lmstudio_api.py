@@ -40,7 +40,7 @@ from reference_server.lmstudio_api import ChatRequest, ChatStore
 from reference_server.mcp_client import McpServer, Toolbox
 from reference_server.model import ModelInfo, model_id_for
 from reference_server.models import ModelEntry
-from tests.reference_server.conftest import EngineWrapper
+from tests.reference_server.conftest import EngineWrapper, named_events
 
 GREEDY: dict[str, Any] = {"temperature": 0, "seed": 7}
 JIT_KEY = "smollm2-jit"
@@ -364,21 +364,9 @@ def _chat(http: httpx.Client, **body: Any) -> dict[str, Any]:
 
 def _events(http: httpx.Client, **body: Any) -> list[tuple[str, dict[str, Any]]]:
     """(event name, data) of a streamed chat, read from the socket; the name must equal the data's type."""
-    events: list[tuple[str, dict[str, Any]]] = []
-    name = ""
-    payload = {"max_output_tokens": 8, **GREEDY, **body, "stream": True}
-    with http.stream("POST", "/api/v1/chat", json=payload) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data = json.loads(line[6:])
-                assert data["type"] == name
-                events.append((name, data))
-            else:
-                assert line == "", f"unexpected SSE line {line!r}"
+    events = named_events(http, "/api/v1/chat", {"max_output_tokens": 8, **GREEDY, **body, "stream": True})
+    for name, data in events:
+        assert data["type"] == name
     return events
 
 

@@ -17,7 +17,7 @@ from reference_server.app import create_app
 from reference_server.embedded import run_app
 from reference_server.engine import Engine, Finished, FinishReason, Generation, GenerationRequest, Piece
 from reference_server.responses_api import ResponseStore, StoredResponse
-from tests.reference_server.conftest import EngineWrapper
+from tests.reference_server.conftest import EngineWrapper, named_events
 
 WEATHER: Any = {
     "type": "function",
@@ -50,19 +50,7 @@ def sdk(reference_base_url: str) -> openai.OpenAI:
 
 def _raw_events(http: httpx.Client, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(event name, data) of a streamed response, read from the socket."""
-    events: list[tuple[str, dict[str, Any]]] = []
-    name = ""
-    with http.stream("POST", "/v1/responses", json={**RAW_GREEDY, **body, "stream": True}) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line[6:])))
-            else:
-                assert line == "", f"unexpected SSE line {line!r}"
-    return events
+    return named_events(http, "/v1/responses", {**RAW_GREEDY, **body, "stream": True})
 
 
 def _error(response: httpx.Response, status: int) -> dict[str, Any]:
