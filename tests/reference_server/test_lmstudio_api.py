@@ -39,7 +39,7 @@ from reference_server.limits import Limits
 from reference_server.lmstudio_api import ChatRequest, ChatStore
 from reference_server.mcp_client import McpServer, Toolbox
 from reference_server.model import ModelInfo, model_id_for
-from reference_server.models import ModelEntry
+from reference_server.models import Instance, ModelEntry
 from tests.reference_server.conftest import EngineWrapper, named_events
 
 GREEDY: dict[str, Any] = {"temperature": 0, "seed": 7}
@@ -78,20 +78,9 @@ class Renamed(EngineWrapper):
 
 
 @dataclass
-class FakeInstance:
-    id: str
-    entry: ModelEntry
-    backend: Backend
-    context_length: int
-    jit: bool
-    ttl: float | None
-    load_seconds: float
-
-
-@dataclass
 class FakeLease:
     backend: Backend
-    instance: FakeInstance
+    instance: Instance
     model: str
     load_seconds: float | None
     models: FakeModels
@@ -114,7 +103,7 @@ class FakeModels:
     loads: list[tuple[str, int | None]] = field(default_factory=list)
     generations: list[Recorded] = field(default_factory=list)
     _extra: list[ModelEntry] = field(default_factory=list)
-    _instances: dict[str, FakeInstance] = field(default_factory=dict)
+    _instances: dict[str, Instance] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.base = self._entry(self.engine.info.path, self.engine.info.id)
@@ -125,9 +114,9 @@ class FakeModels:
         info = replace(self.engine.info, id=key, path=path)
         return ModelEntry(key, path, kind, info, path.stat().st_size, f"{key} (test)", "135M")
 
-    def _instance(self, entry: ModelEntry, context: int | None, *, jit: bool, ttl: float | None) -> FakeInstance:
+    def _instance(self, entry: ModelEntry, context: int | None, *, jit: bool, ttl: float | None) -> Instance:
         backend = Renamed(self.engine, entry.info, self.generations)
-        return FakeInstance(entry.key, entry, backend, context or self.engine.n_ctx, jit, ttl, 0.25)
+        return Instance(entry.key, entry, backend, context or self.engine.n_ctx, jit, ttl, 0.25)
 
     def rescan(self) -> None:
         found = sorted(self.models_dir.rglob("*.gguf")) if self.models_dir else []
@@ -144,10 +133,10 @@ class FakeModels:
                 return entry
         raise ApiError.model_not_found(requested, param=param)
 
-    def instances(self) -> list[FakeInstance]:
+    def instances(self) -> list[Instance]:
         return list(self._instances.values())
 
-    def instance(self, key: str) -> FakeInstance | None:
+    def instance(self, key: str) -> Instance | None:
         return self._instances.get(key)
 
     async def acquire(
