@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from conformance.exchange import Exchange, SSEEvent
 
-__all__ = ["ENUM_KEYS", "chunk_kinds", "exchange_shape", "shape", "structure"]
+__all__ = ["ENUM_KEYS", "chunk_kinds", "collapse", "exchange_shape", "shape", "structure"]
 
 ENUM_KEYS = frozenset({"object", "role", "type", "finish_reason", "encoding_format"})
 """Keys whose string values are protocol words, kept verbatim; every other string becomes "str"."""
@@ -68,11 +68,16 @@ def chunk_kinds(events: Sequence[SSEEvent], *, tail: str = "") -> list[str]:
     kinds = [_kind(e) for e in events]
     if tail.strip():
         kinds.append("unterminated")
-    collapsed: list[str] = []
+    return collapse(kinds)
+
+
+def collapse(kinds: Iterable[str]) -> list[str]:
+    """The kinds in order, each run of consecutive repeats as one."""
+    out: list[str] = []
     for kind in kinds:
-        if not collapsed or collapsed[-1] != kind:
-            collapsed.append(kind)
-    return collapsed
+        if not out or out[-1] != kind:
+            out.append(kind)
+    return out
 
 
 def _kind(event: SSEEvent) -> str:

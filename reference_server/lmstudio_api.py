@@ -34,7 +34,14 @@ from reference_server.mcp_client import McpFailure, McpServer, Toolbox, call_too
 from reference_server.models import Instance, Lease, ModelEntry, Models
 from reference_server.openai_api import ChatCompletionRequest, validation_error
 from reference_server.reasoning import ReasonedGeneration, Thought, reason
-from reference_server.serving import INTERNAL_ERROR, EventStream, limits_of, parse_body, unless_disconnected
+from reference_server.serving import (
+    INTERNAL_ERROR,
+    EventStream,
+    combined,
+    limits_of,
+    parse_body,
+    unless_disconnected,
+)
 from reference_server.textstream import Channel
 from reference_server.toolstream import ToolCallDelta
 
@@ -492,7 +499,7 @@ class _ChatRun:
                 async for event in self._round(follow_up, OutputShaper(follow.tools), [], think_text, started):
                     yield event
                 assert self._finished is not None
-                self._finished = _sum(finished, self._finished)
+                self._finished = combined(finished, self._finished)
         self._generating_seconds = time.perf_counter() - started - self._first_token_seconds
         if self._finished is None or self._finished.reason is FinishReason.CANCELLED:
             return
@@ -604,17 +611,6 @@ class _ChatRun:
         if self._load_seconds is not None:
             stats["model_load_time_seconds"] = round(self._load_seconds, 3)
         return {"model_instance_id": self.key, "output": json.loads(json.dumps(self.output.items)), "stats": stats}
-
-
-def _sum(first: Finished, second: Finished) -> Finished:
-    """Two generations of one answer (before and after its tool calls) counted as one."""
-    return Finished(
-        reason=second.reason,
-        prompt_tokens=first.prompt_tokens + second.prompt_tokens,
-        completion_tokens=first.completion_tokens + second.completion_tokens,
-        seconds=first.seconds + second.seconds,
-        cached_tokens=first.cached_tokens + second.cached_tokens,
-    )
 
 
 def _release_unused(acquiring: asyncio.Future[Lease]) -> None:

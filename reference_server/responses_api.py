@@ -28,6 +28,7 @@ from reference_server.reasoning import ReasonedGeneration, Thought, reason
 from reference_server.serving import (
     INTERNAL_ERROR,
     EventStream,
+    combined,
     first_event,
     limits_of,
     parse_body,
@@ -971,7 +972,7 @@ def responses_router(models: Models, store: ResponseStore, *, allow_remote_mcp: 
             try:
                 async for item_event in _generate(run, OutputShaper(follow.tools), generation):
                     if isinstance(item_event, Finished):
-                        finished = _sum(finished, item_event)
+                        finished = combined(finished, item_event)
                     else:
                         yield item_event
             finally:
@@ -1046,16 +1047,6 @@ def _outputs_so_far(run: ResponseRun) -> list[dict[str, Any]]:
     """What the model already said this turn (text, function calls), before the MCP calls it made."""
     said = [item for item in run.output.items if item["type"] in ("message", "function_call")]
     return input_messages(said) if said else []
-
-
-def _sum(first: Finished, second: Finished) -> Finished:
-    return Finished(
-        reason=second.reason,
-        prompt_tokens=first.prompt_tokens + second.prompt_tokens,
-        completion_tokens=first.completion_tokens + second.completion_tokens,
-        seconds=first.seconds + second.seconds,
-        cached_tokens=first.cached_tokens + second.cached_tokens,
-    )
 
 
 async def _generate(

@@ -23,6 +23,7 @@ from reference_server.presets import Presets
 __all__ = [
     "INTERNAL_ERROR",
     "EventStream",
+    "combined",
     "first_event",
     "limits_of",
     "parse_body",
@@ -142,3 +143,14 @@ class EventStream(StreamingResponse):
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+
+
+def combined(first: Finished, second: Finished) -> Finished:
+    """Two generations of one answer (before and after its tool calls) counted as one; the second's reason."""
+    return Finished(
+        reason=second.reason,
+        prompt_tokens=first.prompt_tokens + second.prompt_tokens,
+        completion_tokens=first.completion_tokens + second.completion_tokens,
+        seconds=first.seconds + second.seconds,
+        cached_tokens=first.cached_tokens + second.cached_tokens,
+    )

@@ -13,10 +13,10 @@ import dataclasses
 from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any
 
-from conformance.catalog.expect import Expectation, error_status, make_check, succeeded
+from conformance.catalog.expect import Expectation, chained_check, error_status, make_check, succeeded
 from conformance.check import Check, Item, Kind, RequestSpec, Target
 from conformance.exchange import Exchange
-from conformance.shape import exchange_shape
+from conformance.shape import collapse, exchange_shape
 from conformance.verdicts import items as ids
 from conformance.verdicts.anthropic import MessagesView, sdk_replay, view
 from conformance.verdicts.context import Context, Issue
@@ -376,14 +376,9 @@ def shape(exchanges: Sequence[Exchange]) -> list[dict[str, Any]]:
         fingerprint = exchange_shape(exchange)
         found = view(Context(exchange))
         if "stream" in fingerprint and found is not None:
-            kinds: list[str] = []
-            for frame in found.frames:
-                if frame.type == "ping":
-                    continue  # sent while a slow prompt is read: a matter of timing, not of shape
-                kind = _frame_kind(frame.name, frame.payload or {})
-                if not kinds or kinds[-1] != kind:
-                    kinds.append(kind)
-            fingerprint["stream"] = kinds
+            # pings are sent while a slow prompt is read: a matter of timing, not of shape
+            frames = (f for f in found.frames if f.type != "ping")
+            fingerprint["stream"] = collapse(_frame_kind(f.name, f.payload or {}) for f in frames)
         out.append(fingerprint)
     return out
 
@@ -424,9 +419,8 @@ def _chained(
     exercised: Exercised,
 ) -> Check:
     """A check whose later requests depend on earlier answers (`count` requests in all)."""
-    placeholders: list[RequestFactory] = [message()] * count
-    base = make_check(ITEM, check_id, title, placeholders, *expectations)
-    return dataclasses.replace(base, plan=plan, exercised=exercised, shape=shape)
+    check = chained_check(ITEM, check_id, title, plan, count, *expectations, shape=shape)
+    return dataclasses.replace(check, exercised=exercised)
 
 
 def _round_trip(target: Target) -> Generator[RequestSpec, Exchange, None]:

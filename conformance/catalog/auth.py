@@ -4,7 +4,7 @@ wrong token with 401 in its own error format and accepts the right one."""
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from conformance.applicability import route_absent
@@ -12,7 +12,7 @@ from conformance.catalog import requests as rq
 from conformance.check import Check, Item, Kind, RequestSpec, Target
 from conformance.exchange import Exchange
 from conformance.findings import Finding
-from conformance.verdicts import Context, validate_context
+from conformance.verdicts import Context, validate_contexts
 from conformance.verdicts import items as ids
 from conformance.verdicts.auth import WRONG_TOKEN, Token, auth_findings, token_of
 
@@ -61,7 +61,7 @@ def _plan(target: Target) -> Generator[RequestSpec, Exchange, None]:
 
 def _verdict(exchanges: Sequence[Exchange]) -> list[Finding]:
     """The rules of each exchange's endpoint (findings of their own items), then the token verdict."""
-    rules = [replace(f, exchange=i) for i, e in enumerate(exchanges) for f in validate_context(Context(e))]
+    rules = validate_contexts([Context(e) for e in exchanges])
     return rules + auth_findings(exchanges, check=_CHECK)
 
 

@@ -13,10 +13,10 @@ import openai
 
 from conformance.catalog.exercised import answered
 from conformance.catalog.requests import Capital, RequestFactory
-from conformance.check import Check, Exercised, send_all
+from conformance.check import Check, Exercised, Plan, send_all
 from conformance.exchange import Exchange
 from conformance.findings import ERROR, Finding
-from conformance.verdicts import Context, Issue, answer, replay, validate_context
+from conformance.verdicts import Context, Issue, answer, replay, validate_contexts
 from conformance.verdicts.answer import Answer
 from conformance.verdicts.embeddings import decode_vector
 from conformance.verdicts.usage import usage_numbers
@@ -25,6 +25,7 @@ __all__ = [
     "Expectation",
     "at_least_calls",
     "called",
+    "chained_check",
     "distinct_call_ids",
     "error_status",
     "finish",
@@ -60,21 +61,37 @@ def make_check(
     successful answer of the kind asked for, see `answered`). When it is missing, the plan-specific
     expectations are not judged (they presuppose the feature) and the check is `skip`; the rules still are.
     """
+    return chained_check(item, check_id, title, send_all(*requests), len(requests), *expectations, exercised=exercised)
+
+
+def chained_check(
+    item: str,
+    check_id: str,
+    title: str,
+    plan: Plan,
+    count: int,
+    *expectations: Expectation,
+    exercised: Exercised | None = None,
+    shape: Callable[[Sequence[Exchange]], Any] | None = None,
+) -> Check:
+    """A check whose plan may use earlier answers (a stored id, a listed model), judged as make_check's are.
+
+    `count` is the fewest requests the plan sends (fewer exchanges is a finding; a plan that may stop early
+    says why through `exercised`); `shape` replaces the default fingerprint.
+    """
     shown = exercised or answered()
 
     def verdict(exchanges: Sequence[Exchange]) -> list[Finding]:
         contexts = [Context(e) for e in exchanges]
         many = len(exchanges) > 1
-        findings: list[Finding] = []
-        for i, ctx in enumerate(contexts):
-            findings.extend(f if not many else _at(f, i) for f in validate_context(ctx))
-        if len(contexts) < len(requests):
+        findings = validate_contexts(contexts)
+        if len(contexts) < count:
             findings.append(
                 Finding(
                     item=item,
                     check=check_id,
-                    message=f"the plan sends {len(requests)} requests but only {len(contexts)} exchange(s) were judged",
-                    expected=len(requests),
+                    message=f"the plan sends {count} requests but only {len(contexts)} exchange(s) were judged",
+                    expected=count,
                     seen=len(contexts),
                 )
             )
@@ -84,28 +101,13 @@ def make_check(
         for expectation in expectations:
             for issue in expectation(contexts):
                 ctx = contexts[issue.exchange or 0]
-                findings.append(
-                    Finding(
-                        item=issue.item or item,
-                        check=check_id,
-                        message=issue.message,
-                        endpoint=ctx.exchange.endpoint,
-                        exchange=issue.exchange if many else None,
-                        chunk=issue.chunk,
-                        raw=ctx.raw_of(issue),
-                        pointer=issue.pointer,
-                        expected=issue.expected,
-                        seen=issue.seen,
-                        severity=issue.severity,
-                    )
+                finding = issue.finding(
+                    item=item, check=check_id, endpoint=ctx.exchange.endpoint, raw=ctx.raw_of(issue)
                 )
+                findings.append(finding if many else replace(finding, exchange=None))
         return findings
 
-    return Check(id=check_id, item=item, title=title, plan=send_all(*requests), verdict=verdict, exercised=shown)
-
-
-def _at(finding: Finding, index: int) -> Finding:
-    return replace(finding, exchange=index)
+    return Check(id=check_id, item=item, title=title, plan=plan, verdict=verdict, shape=shape, exercised=shown)
 
 
 def succeeded(*indexes: int) -> Expectation:

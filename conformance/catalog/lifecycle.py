@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from dataclasses import replace
 from typing import Any
 
 from conformance.catalog import requests as rq
@@ -12,7 +11,7 @@ from conformance.catalog.expect import lists_models, make_check, succeeded
 from conformance.check import LMSTUDIO, Check, Exercised, Item, Kind, RequestSpec, Target
 from conformance.exchange import Exchange
 from conformance.findings import Finding
-from conformance.verdicts import Context, validate_context
+from conformance.verdicts import Context, validate_contexts
 from conformance.verdicts import items as ids
 from conformance.verdicts.ttl import (
     LOADED,
@@ -79,11 +78,9 @@ def _ttl_plan(target: Target) -> Generator[RequestSpec, Exchange, None]:
 
 
 def _ttl_verdict(exchanges: Sequence[Exchange]) -> list[Finding]:
-    many = len(exchanges) > 1
-    findings = [
-        replace(f, exchange=i) if many else f for i, e in enumerate(exchanges) for f in validate_context(Context(e))
-    ]
-    return findings + ttl_findings(exchanges, ttl=TTL_SECONDS, check=_TTL_CHECK)
+    return validate_contexts([Context(e) for e in exchanges]) + ttl_findings(
+        exchanges, ttl=TTL_SECONDS, check=_TTL_CHECK
+    )
 
 
 def _ok(exchange: Exchange) -> bool:

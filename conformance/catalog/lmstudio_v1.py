@@ -7,15 +7,15 @@ result). Check ids are a public contract.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import replace
+from collections.abc import Generator, Iterator, Sequence
+from functools import partial
 from typing import Any
 
-from conformance.catalog.expect import Expectation, make_check, succeeded
-from conformance.catalog.responses import DICE_OUTPUT, loopback_mcp
-from conformance.check import LMSTUDIO, Check, Exercised, Item, Kind, Plan, RequestSpec, Target
+from conformance.catalog.expect import Expectation, chained_check, succeeded
+from conformance.check import LMSTUDIO, Check, Exercised, Item, Kind, Plan, RequestSpec, Target, send_all
 from conformance.exchange import Exchange
-from conformance.shape import structure
+from conformance.mcp_server import DICE_LABEL, DICE_OUTPUT, DICE_TOOL, loopback_mcp
+from conformance.shape import collapse, structure
 from conformance.verdicts import items as ids
 from conformance.verdicts.context import Context, Issue, as_dict
 from conformance.verdicts.lmstudio_v1 import V1View, refusal_of_loopback, view
@@ -47,12 +47,8 @@ def _chat(target: Target, **fields: Any) -> RequestSpec:
     return RequestSpec("POST", CHAT, body=chat_body(target, **fields))
 
 
-def _fixed(*bodies: dict[str, Any]) -> Callable[[Target], Generator[RequestSpec, Exchange, None]]:
-    def plan(target: Target) -> Generator[RequestSpec, Exchange, None]:
-        for body in bodies:
-            yield _chat(target, **body)
-
-    return plan
+def _fixed(*bodies: dict[str, Any]) -> Plan:
+    return send_all(*(partial(_chat, **body) for body in bodies))
 
 
 def _view(exchange: Exchange | Context) -> V1View | None:
@@ -352,8 +348,6 @@ def _chat_answered(*indexes: int, streamed: bool = False) -> Exercised:
 
 # ---- MCP ------------------------------------------------------------------------------------------
 
-DICE_LABEL = "dice"
-DICE_TOOL = "roll_dice"
 DICE_PROMPT = "Use the roll_dice tool to roll a 20-sided die."
 
 
@@ -470,12 +464,7 @@ def _shape(exchanges: Sequence[Exchange]) -> list[dict[str, Any]]:
             entry["status"] = response.status
             found = _view(exchange)
             if response.events is not None and found is not None:
-                kinds: list[str] = []
-                for frame in found.frames:
-                    kind = frame.type or "untyped"
-                    if not kinds or kinds[-1] != kind:
-                        kinds.append(kind)
-                entry["stream"] = kinds
+                entry["stream"] = collapse(frame.type or "untyped" for frame in found.frames)
             else:
                 entry["body"] = structure(response.body)
         out.append(entry)
@@ -486,17 +475,13 @@ def _check(
     item: str,
     check_id: str,
     title: str,
-    plan: Callable[[Target], Generator[RequestSpec, Exchange, None]],
+    plan: Plan,
     count: int,
     exercised: Exercised,
     *expectations: Expectation,
 ) -> Check:
-    """A check whose plan may use earlier answers, judged by the rules and `expectations` as make_check's are.
-    `count` is the fewest requests the plan sends (a plan that stops early says why through `exercised`)."""
-    placeholder: list[Callable[[Target], RequestSpec]] = [lambda target: RequestSpec("GET", MODELS)] * count
-    check = make_check(item, check_id, title, placeholder, *expectations, exercised=exercised)
-    chosen: Plan = plan
-    return replace(check, plan=chosen, shape=_shape)
+    """A check whose plan may use earlier answers; `exercised` also decides whether `expectations` are judged."""
+    return chained_check(item, check_id, title, plan, count, *expectations, exercised=exercised, shape=_shape)
 
 
 _MODELS = Item(

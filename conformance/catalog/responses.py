@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
-from collections.abc import Callable, Generator, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
-from conformance.catalog.expect import Expectation, make_check, succeeded
-from conformance.check import Check, Exercised, Item, Kind, Plan, RequestSpec, Target
+from conformance.catalog.expect import Expectation, chained_check, succeeded
+from conformance.check import Check, Exercised, Item, Kind, Plan, RequestSpec, Target, send_all
 from conformance.exchange import Exchange
+from conformance.mcp_server import DICE_LABEL, DICE_OUTPUT, DICE_TOOL, loopback_mcp
 from conformance.shape import shape
 from conformance.verdicts import items as ids
 from conformance.verdicts.context import Context, Issue, as_dict
@@ -254,16 +252,15 @@ def _check(
     item: str,
     check_id: str,
     title: str,
-    plan: Callable[[Target], Generator[RequestSpec, Exchange, None]],
+    plan: Plan,
     count: int,
     exercised: Exercised,
     *expectations: Expectation,
 ) -> Check:
-    """A check with a plan whose later requests use earlier answers (ids), judged like make_check's."""
-    placeholder: list[Callable[[Target], RequestSpec]] = [lambda target: RequestSpec("POST", RESPONSES)] * count
-    check = make_check(item, check_id, title, placeholder, *expectations)
-    chosen: Plan = plan
-    return replace(check, plan=chosen, exercised=exercised, shape=_shape)
+    """A check with a plan whose later requests use earlier answers (ids). `exercised` decides only whether it
+    is `skip`: the expectations judge any answer (an error status fails them)."""
+    check = chained_check(item, check_id, title, plan, count, *expectations, shape=_shape)
+    return replace(check, exercised=exercised)
 
 
 def _shape(exchanges: Sequence[Exchange]) -> list[dict[str, Any]]:
@@ -275,12 +272,8 @@ def _shape(exchanges: Sequence[Exchange]) -> list[dict[str, Any]]:
     return shapes
 
 
-def _fixed(*bodies: dict[str, Any]) -> Callable[[Target], Generator[RequestSpec, Exchange, None]]:
-    def plan(target: Target) -> Generator[RequestSpec, Exchange, None]:
-        for body in bodies:
-            yield _post(target, **body)
-
-    return plan
+def _fixed(*bodies: dict[str, Any]) -> Plan:
+    return send_all(*(partial(_post, **body) for body in bodies))
 
 
 # ---- plans that chain ---------------------------------------------------------------------------
@@ -327,50 +320,11 @@ def _stateless_round_trip(target: Target) -> Generator[RequestSpec, Exchange, No
     )
 
 
-# ---- remote MCP: a loopback MCP server of the suite's own ----------------------------------------
-
-DICE_OUTPUT = "The llm-conformance die shows"
-"""What the suite's MCP tool answers: an mcp_call whose output has it was really made."""
-
-
-def _dice_server() -> Any:
-    from mcp.server import MCPServer
-
-    # WARNING: the SDK configures the root logger at this level if nothing did, and at INFO every request of the
-    # run (httpx's log lines) would be printed among the results.
-    server = MCPServer("llm-conformance-dice", log_level="WARNING")
-
-    @server.tool()
-    def roll_dice(sides: int = 6) -> str:
-        """Roll a die with the given number of sides."""
-        return f"{DICE_OUTPUT} {min(max(sides, 1), 4)}."
-
-    return server.streamable_http_app(json_response=True, stateless_http=True)
-
-
-@contextmanager
-def loopback_mcp() -> Iterator[str]:
-    """The suite's MCP server (one `roll_dice` tool, streamable HTTP) on 127.0.0.1: yields its URL."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(_dice_server(), lifespan="on", log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="mcp-loopback", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+# ---- remote MCP: the suite's loopback MCP server (conformance.mcp_server) -------------------------
 
 
 def _dice_tool(url: str) -> dict[str, Any]:
-    return {"type": "mcp", "server_label": "dice", "server_url": url, "require_approval": "never"}
+    return {"type": "mcp", "server_label": DICE_LABEL, "server_url": url, "require_approval": "never"}
 
 
 def _remote_mcp(target: Target) -> Generator[RequestSpec, Exchange, None]:
@@ -403,7 +357,7 @@ def mcp_called(*indexes: int) -> Expectation:
                 for tool in item.get("tools") or []
             ]
             calls = [item for item in v.output if item.get("type") == "mcp_call"]
-            if "roll_dice" not in listed:
+            if DICE_TOOL not in listed:
                 yield Issue(
                     "no mcp_list_tools item lists the MCP server's roll_dice tool",
                     exchange=i,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+
 from conformance.exchange import Exchange
 from conformance.findings import Finding
 from conformance.verdicts import (
@@ -41,6 +44,7 @@ __all__ = [
     "replay",
     "replay_of",
     "validate_context",
+    "validate_contexts",
     "validate_exchange",
 ]
 
@@ -73,3 +77,10 @@ def validate_context(ctx: Context) -> list[Finding]:
 def validate_exchange(exchange: Exchange) -> list[Finding]:
     """Every request-conditional rule for the exchange's endpoint; [] for endpoints the rules do not know."""
     return validate_context(Context(exchange))
+
+
+def validate_contexts(contexts: Sequence[Context]) -> list[Finding]:
+    """Every applicable rule's findings on each of a check's exchanges, numbered by exchange when there are
+    several."""
+    many = len(contexts) > 1
+    return [replace(f, exchange=i) if many else f for i, ctx in enumerate(contexts) for f in validate_context(ctx)]

@@ -10,7 +10,7 @@ from functools import cached_property
 from typing import Any
 
 from conformance.exchange import Exchange, SSEEvent
-from conformance.findings import ERROR
+from conformance.findings import ERROR, Finding
 from conformance.verdicts import items
 
 __all__ = [
@@ -89,6 +89,22 @@ class Issue:
     """For expectations over several exchanges: which one."""
     severity: str = ERROR
     """`error` (fails the item) or `warning` (reported, never fails)."""
+
+    def finding(self, *, item: str, check: str, endpoint: str, raw: str | None) -> Finding:
+        """This issue as a finding of `check`: of its own item when it names one, else of `item`."""
+        return Finding(
+            item=self.item or item,
+            check=check,
+            message=self.message,
+            endpoint=endpoint,
+            exchange=self.exchange,
+            chunk=self.chunk,
+            raw=raw,
+            pointer=self.pointer,
+            expected=self.expected,
+            seen=self.seen,
+            severity=self.severity,
+        )
 
 
 class StreamView:

@@ -9,18 +9,18 @@ one exchange and tags its findings with the item it enforces: the model routes `
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
-from conformance import schemas
 from conformance.findings import Finding
 from conformance.schemas import Schema
 from conformance.verdicts import items
 from conformance.verdicts.context import LMSTUDIO_V1_PATH, Context, Issue, as_dict, excerpt
+from conformance.verdicts.frames import Frame, frames_of
+from conformance.verdicts.rule import schema_issues
 
 __all__ = [
     "RULES",
@@ -87,22 +87,6 @@ _REFUSED_LOOPBACK = "non-public address"
 """LM Studio >= 0.4.15 refuses MCP URLs on loopback: "URL resolves to a non-public address" (LMS#1993)."""
 
 
-@dataclass(frozen=True)
-class Frame:
-    """One event of a stream that carries data: its position among all events, `event:` name and payload."""
-
-    chunk: int
-    name: str | None
-    payload: dict[str, Any] | None
-    """The data as a JSON object; None when it is not one (see `problem`)."""
-    problem: str | None = None
-
-    @property
-    def type(self) -> str | None:
-        value = None if self.payload is None else self.payload.get("type")
-        return value if isinstance(value, str) else None
-
-
 class V1View:
     """One /api/v1 exchange as the rules read it, computed once."""
 
@@ -122,21 +106,8 @@ class V1View:
 
     @cached_property
     def frames(self) -> list[Frame]:
-        out: list[Frame] = []
         response = self.ctx.response
-        for i, event in enumerate(() if response is None or response.events is None else response.events):
-            if event.data is None:
-                continue
-            try:
-                payload = json.loads(event.data)
-            except ValueError as exc:
-                out.append(Frame(i, event.event, None, f"not JSON ({exc})"))
-                continue
-            if isinstance(payload, dict):
-                out.append(Frame(i, event.event, payload))
-            else:
-                out.append(Frame(i, event.event, None, f"a JSON {type(payload).__name__}, not an object"))
-        return out
+        return frames_of(None if response is None else response.events)
 
     @cached_property
     def end(self) -> Frame | None:
@@ -241,19 +212,7 @@ class V1Rule:
 
     def findings(self, found: V1View) -> list[Finding]:
         return [
-            Finding(
-                item=issue.item or found.item,
-                check=self.id,
-                message=issue.message,
-                endpoint=found.ctx.exchange.endpoint,
-                exchange=issue.exchange,
-                chunk=issue.chunk,
-                raw=found.raw_of(issue),
-                pointer=issue.pointer,
-                expected=issue.expected,
-                seen=issue.seen,
-                severity=issue.severity,
-            )
+            issue.finding(item=found.item, check=self.id, endpoint=found.ctx.exchange.endpoint, raw=found.raw_of(issue))
             for issue in _collapse(list(self.judge(found)))
         ]
 
@@ -279,18 +238,6 @@ def _rule(rule_id: str) -> Callable[[Judge], V1Rule]:
     return wrap
 
 
-def _schema_issues(
-    schema: Schema, instance: object, what: str, *, chunk: int | None = None, at: str = ""
-) -> Iterator[Issue]:
-    for error in schemas.errors(schema, instance):
-        yield Issue(
-            f"{what} breaks the `{schema.value}` schema: {error.message}",
-            chunk=chunk,
-            pointer=at + error.pointer,
-            expected=error.constraint,
-        )
-
-
 # ---- every route -----------------------------------------------------------------------------------
 
 
@@ -301,7 +248,7 @@ def error_envelope(found: V1View) -> Iterator[Issue]:
     ctx = found.ctx
     if ctx.response is None or ctx.ok:
         return
-    yield from _schema_issues(Schema.LMSTUDIO_V1_ERROR, ctx.body, f"the {ctx.status} error body")
+    yield from schema_issues(Schema.LMSTUDIO_V1_ERROR, ctx.body, f"the {ctx.status} error body")
 
 
 @_rule("v1-body-schema")
@@ -331,7 +278,7 @@ def body_schema(found: V1View) -> Iterator[Issue]:
             seen=ctx.body,
         )
         return
-    yield from _schema_issues(schema, ctx.body, "the body")
+    yield from schema_issues(schema, ctx.body, "the body")
 
 
 # ---- models --------------------------------------------------------------------------------------
@@ -424,7 +371,7 @@ def event_schema(found: V1View) -> Iterator[Issue]:
         if frame.payload is None:
             yield Issue(f"the event's data is {frame.problem}", chunk=frame.chunk, expected="a JSON object with `type`")
             continue
-        yield from _schema_issues(
+        yield from schema_issues(
             Schema.LMSTUDIO_V1_CHAT_EVENT, frame.payload, f"the {frame.type or 'untyped'} event", chunk=frame.chunk
         )
         if frame.name is None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
+from conformance import schemas
 from conformance.findings import Finding
 from conformance.verdicts.context import Context, Endpoint, Issue
 
-__all__ = ["ALL_ENDPOINTS", "CHAT_LIKE", "Judge", "Rule", "rule"]
+__all__ = ["ALL_ENDPOINTS", "CHAT_LIKE", "Judge", "Rule", "rule", "schema_issues"]
 
 Judge = Callable[[Context], Iterable[Issue]]
 
@@ -35,19 +36,7 @@ class Rule:
         if not self.applies(ctx):
             return []
         return [
-            Finding(
-                item=issue.item or self.item,
-                check=self.id,
-                message=issue.message,
-                endpoint=ctx.exchange.endpoint,
-                exchange=issue.exchange,
-                chunk=issue.chunk,
-                raw=ctx.raw_of(issue),
-                pointer=issue.pointer,
-                expected=issue.expected,
-                seen=issue.seen,
-                severity=issue.severity,
-            )
+            issue.finding(item=self.item, check=self.id, endpoint=ctx.exchange.endpoint, raw=ctx.raw_of(issue))
             for issue in _collapse(list(self.judge(ctx)))
         ]
 
@@ -59,6 +48,19 @@ def rule(rule_id: str, item: str, endpoints: Iterable[Endpoint]) -> Callable[[Ju
         return Rule(rule_id, item, frozenset(endpoints), judge, (judge.__doc__ or "").strip())
 
     return wrap
+
+
+def schema_issues(
+    schema: schemas.Schema, instance: object, what: str, *, chunk: int | None = None, at: str = ""
+) -> Iterator[Issue]:
+    """One issue per way `instance` (`what`, at pointer `at` of its body or event) breaks `schema`."""
+    for error in schemas.errors(schema, instance):
+        yield Issue(
+            f"{what} breaks the `{schema.value}` schema: {error.message}",
+            chunk=chunk,
+            pointer=at + error.pointer,
+            expected=error.constraint,
+        )
 
 
 def _collapse(issues: list[Issue]) -> list[Issue]:

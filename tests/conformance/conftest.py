@@ -9,9 +9,11 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import httpx
 import pytest
 
 from conformance.check import Check, RequestSpec, Target
+from conformance.client import send
 from conformance.exchange import Exchange, Request, Response
 from conformance.findings import Finding
 from conformance.sse import parse_sse
@@ -685,6 +687,17 @@ def _sse(chunks: list[dict[str, Any]], *, done: bool) -> str:
     return Wire.sse_text(chunks, done=done)
 
 
+TTL_SHAPE = [
+    ["list", 200],
+    ["request", 200, True],
+    ["state", 200, "loaded"],
+    ["state", 200, "not-loaded"],
+    ["request", 200, True],
+    ["state", 200, "loaded"],
+]
+"""The fingerprint of a passing 0.3.9/ttl check: listed, JIT-loaded, unloaded after its ttl, loaded again."""
+
+
 def run_check(check: Check, server: Callable[[RequestSpec], Exchange], target: Target = TARGET) -> list[Finding]:
     """Drive a check's plan against `server` (a function RequestSpec -> Exchange) and return its verdict."""
     exchanges = run_plan(check, server, target)
@@ -703,6 +716,18 @@ def run_plan(check: Check, server: Callable[[RequestSpec], Exchange], target: Ta
     except StopIteration:
         pass
     return exchanges
+
+
+def record(client: httpx.Client, target: Target, check: Check) -> list[Exchange]:
+    """The exchanges of one run of a check's plan against a real server (`target.base_url`)."""
+    return run_plan(check, lambda spec: send(client, target, spec), target)
+
+
+def event_payloads(exchange: Exchange) -> list[dict[str, Any]]:
+    """The JSON data of each event of a streamed exchange."""
+    assert exchange.response is not None
+    assert exchange.response.events is not None
+    return [json.loads(e.data) for e in exchange.response.events if e.data is not None]
 
 
 @pytest.fixture

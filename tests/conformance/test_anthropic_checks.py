@@ -17,6 +17,7 @@ from conformance.findings import Finding
 from conformance.sse import parse_sse
 from conformance.verdicts import items as ids
 from conformance.verdicts import validate_exchange
+from tests.conformance.conftest import run_plan
 
 MODEL = "fake-model"
 TARGET = Target(base_url="http://fake.invalid", model=MODEL)
@@ -204,15 +205,7 @@ class FakeAnthropic:
 
 
 def run(check: Check, server: Callable[[RequestSpec], Exchange]) -> tuple[list[Exchange], list[Finding]]:
-    plan = check.plan(TARGET)
-    exchanges: list[Exchange] = []
-    try:
-        spec = next(plan)
-        while True:
-            exchanges.append(server(spec))
-            spec = plan.send(exchanges[-1])
-    except StopIteration:
-        pass
+    exchanges = run_plan(check, server, TARGET)
     return exchanges, list(check.verdict(exchanges))
 
 

@@ -16,7 +16,7 @@ from conformance.exchange import Exchange, Request, Response
 from conformance.runner import CheckRun, applicable, default_client, judge_check, run_check
 from conformance.verdicts import items as ids
 from conformance.verdicts.auth import token_of
-from tests.conformance.conftest import MODEL, TARGET, Wire, run_plan
+from tests.conformance.conftest import MODEL, TARGET, TTL_SHAPE, Wire, run_plan
 
 NOT_EXERCISED = "not exercised: "
 
@@ -225,14 +225,7 @@ def test_ttl_passes_when_the_jit_model_unloads_and_reloads() -> None:
     assert requests[-2:] == [("POST", "/v1/chat/completions"), ("GET", f"/api/v0/models/{JIT}")]
     jit_requests = [e.request.json for e in run.exchanges if e.request.method == "POST"]
     assert all(r["model"] == JIT and r["ttl"] == 2 and r["seed"] == 42 and r["max_tokens"] <= 8 for r in jit_requests)
-    assert run.result.shape == [
-        ["list", 200],
-        ["request", 200, True],
-        ["state", 200, "loaded"],
-        ["state", 200, "not-loaded"],
-        ["request", 200, True],
-        ["state", 200, "loaded"],
-    ]
+    assert run.result.shape == TTL_SHAPE
 
 
 def test_ttl_loads_the_smallest_not_loaded_model_when_lm_studio_tells_sizes() -> None:

@@ -17,12 +17,12 @@ import pytest
 from conformance.catalog import ITEMS, by_id
 from conformance.catalog.coverage import exercises
 from conformance.check import Check, Item, Status, Target
-from conformance.client import send
 from conformance.exchange import Exchange, Response, SSEEvent
 from conformance.findings import ERROR
 from conformance.runner import applicable, judge_check, run_check
 from conformance.verdicts import items as ids
 from reference_server.embedded import run_app
+from tests.conformance.conftest import event_payloads, record
 from tests.conformance.lmstudio_v1_fake import MODEL, FakeLmStudio, fake_app
 
 V1_ITEMS = (ids.REST_V1_MODELS, ids.REST_V1_CHAT, ids.REST_V1_MCP)
@@ -39,24 +39,11 @@ def _served(fake: FakeLmStudio | None = None) -> Iterator[tuple[httpx.Client, Ta
         yield client, replace(TARGET, base_url=url)
 
 
-def _record(client: httpx.Client, target: Target, check: Check) -> list[Exchange]:
-    plan = check.plan(target)
-    exchanges: list[Exchange] = []
-    try:
-        spec = next(plan)
-        while True:
-            exchanges.append(send(client, target, spec))
-            spec = plan.send(exchanges[-1])
-    except StopIteration:
-        pass
-    return exchanges
-
-
 @pytest.fixture(scope="module")
 def recorded() -> Iterator[Recorded]:
     """Every v1 check's exchanges with the test double (one run of each plan)."""
     with _served() as (client, target):
-        yield {check.id: _record(client, target, check) for _, check in CHECKS}
+        yield {check.id: record(client, target, check) for _, check in CHECKS}
 
 
 def _pair(check_id: str) -> tuple[Item, Check]:
@@ -64,12 +51,6 @@ def _pair(check_id: str) -> tuple[Item, Check]:
 
 
 # ---- exchange surgery ----------------------------------------------------------------------------
-
-
-def _payloads(exchange: Exchange) -> list[dict[str, Any]]:
-    assert exchange.response is not None
-    assert exchange.response.events is not None
-    return [json.loads(e.data) for e in exchange.response.events if e.data is not None]
 
 
 def _with_events(exchange: Exchange, payloads: list[dict[str, Any]], names: dict[int, str] | None = None) -> Exchange:
@@ -115,7 +96,7 @@ def _edit_body(edit: Callable[[Any], None]) -> Callable[[Exchange], Exchange]:
 
 def _edit_events(edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None]) -> Callable[[Exchange], Exchange]:
     def apply(exchange: Exchange) -> Exchange:
-        payloads = copy.deepcopy(_payloads(exchange))
+        payloads = copy.deepcopy(event_payloads(exchange))
         changed = edit(payloads)
         return _with_events(exchange, payloads if changed is None else changed)
 
@@ -133,7 +114,7 @@ def _result(payloads: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _renamed(exchange: Exchange) -> Exchange:
-    payloads = _payloads(exchange)
+    payloads = event_payloads(exchange)
     return _with_events(exchange, payloads, names={1: "prompt_processing"})
 
 
@@ -441,7 +422,7 @@ def test_load_unload_loads_the_smallest_unloaded_llm_and_unloads_it() -> None:
     fake = FakeLmStudio()
     _, check = _pair("load-unload")
     with _served(fake) as (client, target):
-        exchanges = _record(client, target, check)
+        exchanges = record(client, target, check)
     requests = [(e.request.method, e.request.path, e.request.body) for e in exchanges]
     assert requests[1] == (
         "POST",

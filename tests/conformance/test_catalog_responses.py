@@ -15,13 +15,13 @@ import pytest
 from conformance.catalog import ITEMS
 from conformance.catalog.coverage import exercises
 from conformance.check import Check, Item, Target
-from conformance.client import send
 from conformance.exchange import Exchange, Request, Response, SSEEvent
 from conformance.findings import ERROR
 from conformance.verdicts import items as ids
 from reference_server.app import create_app
 from reference_server.embedded import run_app
 from reference_server.engine import Engine
+from tests.conformance.conftest import event_payloads, record
 
 CHECKS: list[tuple[Item, Check]] = [
     (item, check) for item in ITEMS if item.extension == "responses" for check in item.checks
@@ -42,28 +42,10 @@ def recorded(reference_engine: Engine, reference_model_id: str) -> Iterator[Reco
 
 
 def _record(client: httpx.Client, target: Target) -> Recorded:
-    out: Recorded = {}
-    for item, check in CHECKS:
-        plan = check.plan(target)
-        exchanges: list[Exchange] = []
-        try:
-            spec = next(plan)
-            while True:
-                exchanges.append(send(client, target, spec))
-                spec = plan.send(exchanges[-1])
-        except StopIteration:
-            pass
-        out[_key(item, check)] = exchanges
-    return out
+    return {_key(item, check): record(client, target, check) for item, check in CHECKS}
 
 
 # ---- exchange surgery ---------------------------------------------------------------------------
-
-
-def _payloads(exchange: Exchange) -> list[dict[str, Any]]:
-    assert exchange.response is not None
-    assert exchange.response.events is not None
-    return [json.loads(e.data) for e in exchange.response.events if e.data is not None]
 
 
 def _with_events(exchange: Exchange, payloads: list[dict[str, Any]], *, renumber: bool = True) -> Exchange:
@@ -115,7 +97,7 @@ def _edit_events(
     edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None], *, renumber: bool = True
 ) -> Callable[[Exchange], Exchange]:
     def apply(exchange: Exchange) -> Exchange:
-        payloads = copy.deepcopy(_payloads(exchange))
+        payloads = copy.deepcopy(event_payloads(exchange))
         changed = edit(payloads)
         return _with_events(exchange, payloads if changed is None else changed, renumber=renumber)
 

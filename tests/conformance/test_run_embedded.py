@@ -11,6 +11,7 @@ from conformance.check import Status, Target
 from conformance.cli import main
 from conformance.runner import default_client, run_check
 from reference_server.embedded import jit_models_dir, serve_in_thread
+from tests.conformance.conftest import TTL_SHAPE
 from tests.conftest import TEST_THREADS
 
 
@@ -21,14 +22,7 @@ def test_the_lifecycle_items_pass_on_the_embedded_server(tmp_path: Path) -> None
     statuses = {item["id"]: (item["status"], item.get("reason")) for item in report["items"]}
     assert statuses == dict.fromkeys(only.split(","), ("pass", None))
     ttl = next(item for item in report["items"] if item["id"] == "0.3.9/ttl")
-    assert ttl["checks"][0]["shape"] == [
-        ["list", 200],
-        ["request", 200, True],
-        ["state", 200, "loaded"],
-        ["state", 200, "not-loaded"],
-        ["request", 200, True],
-        ["state", 200, "loaded"],
-    ]
+    assert ttl["checks"][0]["shape"] == TTL_SHAPE
 
 
 def test_ttl_passes_on_the_reference_server_with_a_second_model(tmp_path: Path, reference_model_id: str) -> None:
@@ -41,11 +35,4 @@ def test_ttl_passes_on_the_reference_server_with_a_second_model(tmp_path: Path, 
     ):
         result = run_check(client, Target(url, reference_model_id), item.checks[0], item=item)
     assert (result.status, result.message) == (Status.PASS, ""), result.evidence
-    assert result.shape == [
-        ["list", 200],
-        ["request", 200, True],
-        ["state", 200, "loaded"],
-        ["state", 200, "not-loaded"],
-        ["request", 200, True],
-        ["state", 200, "loaded"],
-    ]
+    assert result.shape == TTL_SHAPE

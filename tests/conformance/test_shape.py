@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conformance.shape import chunk_kinds, shape, structure
+from conformance.shape import chunk_kinds, collapse, shape, structure
 
 
 def test_text_stream_kinds_collapse_runs(wire: Any) -> None:
@@ -70,3 +70,8 @@ def test_no_response_shape(wire: Any) -> None:
     assert shape([Exchange(wire.request(None, path="/v1/models", method="GET"), None, error="x")]) == [
         {"request": "GET /v1/models", "error": "transport"}
     ]
+
+
+def test_collapse_keeps_order_and_folds_only_consecutive_repeats() -> None:
+    assert collapse(iter(["a", "a", "b", "a", "a", "c"])) == ["a", "b", "a", "c"]
+    assert collapse([]) == []

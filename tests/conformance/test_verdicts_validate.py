@@ -8,7 +8,7 @@ import pytest
 
 from conformance.catalog import ITEMS
 from conformance.exchange import Exchange
-from conformance.verdicts import RULES, Endpoint, endpoint_of, validate_exchange
+from conformance.verdicts import RULES, Context, Endpoint, endpoint_of, validate_contexts, validate_exchange
 
 
 @pytest.mark.parametrize(
@@ -67,3 +67,13 @@ def test_rules_never_crash_on_garbage(wire: Any) -> None:
         events = [body if isinstance(body, dict) else str(body)]
         validate_exchange(wire.stream(wire.chat_request(stream=True, tools=[{"function": None}]), events))
         validate_exchange(wire.stream({"stream": True}, events, path="/v1/completions"))
+
+
+def test_validate_contexts_numbers_findings_by_exchange_when_there_are_several(wire: Any) -> None:
+    broken = wire.plain({"model": "m"}, {"detail": "whatever"}, status=422, path="/v1/chat/completions")
+    alone = validate_contexts([Context(broken)])
+    assert alone
+    assert {f.exchange for f in alone} == {None}
+    both = validate_contexts([Context(broken), Context(broken)])
+    assert [f.exchange for f in both] == [0] * len(alone) + [1] * len(alone)
+    assert [f.message for f in both] == [f.message for f in alone] * 2

@@ -15,10 +15,9 @@ import pytest
 from reference_server import anthropic_api
 from reference_server.app import create_app
 from reference_server.embedded import run_app, serve_in_thread
-from reference_server.engine import Embeddings, Engine, Finished, FinishReason, Generation, GenerationRequest, Piece
-from reference_server.model import ModelInfo
-from reference_server.prompt import ChatTemplate
+from reference_server.engine import Engine, Finished, FinishReason, Generation, GenerationRequest, Piece
 from reference_server.reasoning import Signer
+from tests.reference_server.conftest import EngineWrapper
 
 WEATHER_SCHEMA: Any = {
     "type": "object",
@@ -449,28 +448,16 @@ def test_auth_with_x_api_key_or_bearer() -> None:
 # ---- failures, pings --------------------------------------------------------------------------
 
 
-class _Wrapper:
+class _Wrapper(EngineWrapper):
     """The real engine, with generate() replaced by a script."""
 
     def __init__(
         self, engine: Engine, script: Sequence[Piece | Finished], *, fail: bool = False, delay: float = 0
     ) -> None:
-        self.engine = engine
-        self.info: ModelInfo = engine.info
-        self.template: ChatTemplate = engine.template
+        super().__init__(engine)
         self.script = script
         self.fail = fail
         self.delay = delay
-
-    @property
-    def n_ctx(self) -> int:
-        return self.engine.n_ctx
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.engine.tokenize(text)
-
-    async def embed(self, texts: Sequence[str]) -> Embeddings:
-        return await self.engine.embed(texts)
 
     def generate(self, request: GenerationRequest) -> Generation:
         return _Scripted(self)

@@ -17,9 +17,8 @@ import pytest
 
 from reference_server.app import create_app
 from reference_server.embedded import run_app, serve_in_thread
-from reference_server.engine import Embeddings, Engine, Finished, FinishReason, Generation, GenerationRequest, Piece
-from reference_server.model import ModelInfo
-from reference_server.prompt import ChatTemplate
+from reference_server.engine import Engine, Finished, FinishReason, Generation, GenerationRequest, Piece
+from tests.reference_server.conftest import EngineWrapper
 
 WEATHER: Any = {
     "type": "function",
@@ -510,25 +509,6 @@ def test_api_key_is_required_when_set() -> None:
 # ---- failure and cancellation -----------------------------------------------------------------
 
 
-class _Wrapper:
-    """Delegates to the real engine; subclasses change generate()."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.info: ModelInfo = engine.info
-        self.template: ChatTemplate = engine.template
-
-    @property
-    def n_ctx(self) -> int:
-        return self.engine.n_ctx
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.engine.tokenize(text)
-
-    async def embed(self, texts: Sequence[str]) -> Embeddings:
-        return await self.engine.embed(texts)
-
-
 class _Scripted(Generation):
     """A generation replaying fixed events, optionally failing after them."""
 
@@ -549,7 +529,7 @@ class _Scripted(Generation):
         return await anext(self._script)
 
 
-class _ScriptedBackend(_Wrapper):
+class _ScriptedBackend(EngineWrapper):
     def __init__(self, engine: Engine, events: Sequence[Piece | Finished], *, fail: bool = False) -> None:
         super().__init__(engine)
         self.events = events

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,37 +16,15 @@ from fastapi import FastAPI
 
 from reference_server.app import create_app
 from reference_server.embedded import run_app
-from reference_server.engine import Backend, Embeddings, Engine, Generation, GenerationRequest
-from reference_server.model import LlamaSettings, ModelInfo
+from reference_server.engine import Backend, Engine
+from reference_server.model import LlamaSettings
 from reference_server.models import Models, engine_loader
-from reference_server.prompt import ChatTemplate
+from tests.reference_server.conftest import EngineWrapper
 
 JIT = "smollm2-jit"
 HELLO = [{"role": "user", "content": "Say hello."}]
 GREEDY = {"temperature": 0, "seed": 7}
 DEADLINE_S = 120.0  # generous: the tests wait for events, never for a duration
-
-
-class _Renamed:
-    """The session's engine under another model's name: a second model without a second load."""
-
-    def __init__(self, engine: Engine, info: ModelInfo) -> None:
-        self.engine = engine
-        self.info = info
-        self.template: ChatTemplate = engine.template
-
-    @property
-    def n_ctx(self) -> int:
-        return self.engine.n_ctx
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.engine.tokenize(text)
-
-    def generate(self, request: GenerationRequest) -> Generation:
-        return self.engine.generate(request)
-
-    async def embed(self, texts: Sequence[str]) -> Embeddings:
-        return await self.engine.embed(texts)
 
 
 def _wait_for(condition: Callable[[], bool], what: str) -> None:
@@ -196,7 +174,7 @@ def test_loading_one_model_does_not_hold_up_a_request_to_a_loaded_one(
     def gated(path: Path, context_length: int) -> Backend:
         loads.append(path.name)
         assert gate.wait(DEADLINE_S), "the test never opened the gate"
-        return _Renamed(reference_engine, replace(reference_engine.info, id=JIT, path=path))
+        return EngineWrapper(reference_engine, replace(reference_engine.info, id=JIT, path=path))
 
     models = Models(models_dir=jit_models_dir, loader=gated)
     models.adopt(reference_engine, owned=False)

@@ -9,27 +9,24 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
-from mcp.server import MCPServer
 
+from conformance.mcp_server import DICE_OUTPUT
 from reference_server import lmstudio_api
 from reference_server.app import create_app
 from reference_server.auth import ApiKeys
 from reference_server.downloads import Downloads, _Job
-from reference_server.embedded import base_url, bind, run_app, serve_in_thread
+from reference_server.embedded import run_app, serve_in_thread
 from reference_server.engine import (
     Backend,
-    Embeddings,
     Engine,
     Finished,
     FinishReason,
@@ -42,7 +39,8 @@ from reference_server.limits import Limits
 from reference_server.lmstudio_api import ChatRequest, ChatStore
 from reference_server.mcp_client import McpServer, Toolbox
 from reference_server.model import ModelInfo, model_id_for
-from reference_server.prompt import ChatTemplate
+from reference_server.models import Instance, ModelEntry
+from tests.reference_server.conftest import EngineWrapper, named_events
 
 GREEDY: dict[str, Any] = {"temperature": 0, "seed": 7}
 JIT_KEY = "smollm2-jit"
@@ -51,17 +49,6 @@ RESPONSE_ID = re.compile(r"^resp_[0-9a-f]{48}$")
 
 
 # ---- a test double of models.Models -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FakeEntry:
-    key: str
-    path: Path
-    type: Literal["llm", "embedding"]
-    info: ModelInfo
-    size_bytes: int
-    display_name: str
-    params_string: str | None
 
 
 class Recorded(Generation):
@@ -76,47 +63,24 @@ class Recorded(Generation):
         return event
 
 
-class Renamed:
+class Renamed(EngineWrapper):
     """The session engine answering under another model's info (a second key on the same weights)."""
 
     def __init__(self, engine: Engine, info: ModelInfo, generations: list[Recorded]) -> None:
-        self._engine = engine
-        self.info = info
-        self.template: ChatTemplate = engine.template
+        super().__init__(engine, info)
         self.generations = generations
 
-    @property
-    def n_ctx(self) -> int:
-        return self._engine.n_ctx
-
-    def tokenize(self, text: str) -> list[int]:
-        return self._engine.tokenize(text)
-
     def generate(self, request: GenerationRequest) -> Generation:
-        queued = self._engine.generate(request)
+        queued = self.engine.generate(request)
         generation = Recorded(queued._job, queued._events)
         self.generations.append(generation)
         return generation
-
-    async def embed(self, texts: Sequence[str]) -> Embeddings:
-        return await self._engine.embed(texts)
-
-
-@dataclass
-class FakeInstance:
-    id: str
-    entry: FakeEntry
-    backend: Backend
-    context_length: int
-    jit: bool
-    ttl: float | None
-    load_seconds: float
 
 
 @dataclass
 class FakeLease:
     backend: Backend
-    instance: FakeInstance
+    instance: Instance
     model: str
     load_seconds: float | None
     models: FakeModels
@@ -138,21 +102,21 @@ class FakeModels:
     held: int = 0
     loads: list[tuple[str, int | None]] = field(default_factory=list)
     generations: list[Recorded] = field(default_factory=list)
-    _extra: list[FakeEntry] = field(default_factory=list)
-    _instances: dict[str, FakeInstance] = field(default_factory=dict)
+    _extra: list[ModelEntry] = field(default_factory=list)
+    _instances: dict[str, Instance] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.base = self._entry(self.engine.info.path, self.engine.info.id)
         self._instances[self.base.key] = self._instance(self.base, None, jit=False, ttl=None)
         self.rescan()
 
-    def _entry(self, path: Path, key: str, kind: Literal["llm", "embedding"] = "llm") -> FakeEntry:
+    def _entry(self, path: Path, key: str, kind: Literal["llm", "embedding"] = "llm") -> ModelEntry:
         info = replace(self.engine.info, id=key, path=path)
-        return FakeEntry(key, path, kind, info, path.stat().st_size, f"{key} (test)", "135M")
+        return ModelEntry(key, path, kind, info, path.stat().st_size, f"{key} (test)", "135M")
 
-    def _instance(self, entry: FakeEntry, context: int | None, *, jit: bool, ttl: float | None) -> FakeInstance:
+    def _instance(self, entry: ModelEntry, context: int | None, *, jit: bool, ttl: float | None) -> Instance:
         backend = Renamed(self.engine, entry.info, self.generations)
-        return FakeInstance(entry.key, entry, backend, context or self.engine.n_ctx, jit, ttl, 0.25)
+        return Instance(entry.key, entry, backend, context or self.engine.n_ctx, jit, ttl, 0.25)
 
     def rescan(self) -> None:
         found = sorted(self.models_dir.rglob("*.gguf")) if self.models_dir else []
@@ -160,19 +124,19 @@ class FakeModels:
         if self.embedding:
             self._extra.append(self._entry(self.engine.info.path, EMBED_KEY, "embedding"))
 
-    def entries(self) -> list[FakeEntry]:
+    def entries(self) -> list[ModelEntry]:
         return [self.base, *self._extra]
 
-    def entry(self, requested: str, *, param: str = "model") -> FakeEntry:
+    def entry(self, requested: str, *, param: str = "model") -> ModelEntry:
         for entry in self.entries():
             if requested in (entry.key, entry.path.name) or requested.rsplit("/", 1)[-1] == entry.key:
                 return entry
         raise ApiError.model_not_found(requested, param=param)
 
-    def instances(self) -> list[FakeInstance]:
+    def instances(self) -> list[Instance]:
         return list(self._instances.values())
 
-    def instance(self, key: str) -> FakeInstance | None:
+    def instance(self, key: str) -> Instance | None:
         return self._instances.get(key)
 
     async def acquire(
@@ -389,21 +353,9 @@ def _chat(http: httpx.Client, **body: Any) -> dict[str, Any]:
 
 def _events(http: httpx.Client, **body: Any) -> list[tuple[str, dict[str, Any]]]:
     """(event name, data) of a streamed chat, read from the socket; the name must equal the data's type."""
-    events: list[tuple[str, dict[str, Any]]] = []
-    name = ""
-    payload = {"max_output_tokens": 8, **GREEDY, **body, "stream": True}
-    with http.stream("POST", "/api/v1/chat", json=payload) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                data = json.loads(line[6:])
-                assert data["type"] == name
-                events.append((name, data))
-            else:
-                assert line == "", f"unexpected SSE line {line!r}"
+    events = named_events(http, "/api/v1/chat", {"max_output_tokens": 8, **GREEDY, **body, "stream": True})
+    for name, data in events:
+        assert data["type"] == name
     return events
 
 
@@ -776,32 +728,6 @@ def test_serve_refuses_a_missing_download_source(tmp_path: Path, capsys: pytest.
 ROLL = "Roll a 20-sided die."
 
 
-@pytest.fixture(scope="module")
-def mcp_url() -> Iterator[str]:
-    """A loopback MCP server (the mcp package, streamable HTTP) with one dice tool."""
-    server = MCPServer("dice")
-
-    @server.tool()
-    def roll_dice(sides: int = 6) -> str:
-        """Roll a die with the given number of sides."""
-        return f"The die shows {min(sides, 4)}."
-
-    app = server.streamable_http_app(json_response=True, stateless_http=True)
-    sock = bind("127.0.0.1", 0)
-    runner = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))  # lifespan starts MCP's tasks
-    thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not runner.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield base_url(sock) + "/mcp"
-    finally:
-        runner.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
 @pytest.fixture
 def mcp_client(models: FakeModels) -> Iterator[httpx.Client]:
     with run_app(make_app(models, allow_remote_mcp=True)) as url, httpx.Client(base_url=url, timeout=120) as client:
@@ -831,7 +757,7 @@ def test_mcp_tool_call_is_run_and_answered(mcp_client: httpx.Client, models: Fak
         "type": "tool_call",
         "tool": "roll_dice",
         "arguments": {"sides": 20},
-        "output": "The die shows 4.",
+        "output": f"{DICE_OUTPUT} 4.",
         "provider_info": {"type": "ephemeral_mcp", "server_label": "dice"},
     }
     assert rest
@@ -844,7 +770,7 @@ def test_mcp_tool_call_is_run_and_answered(mcp_client: httpx.Client, models: Fak
     provider = {"type": "ephemeral_mcp", "server_label": "dice"}
     assert events[start][1] == {"type": "tool_call.start", "tool": "roll_dice", "provider_info": provider}
     assert events[arguments][1]["arguments"] == {"sides": 20}
-    assert events[success][1]["output"] == "The die shows 4."
+    assert events[success][1]["output"] == f"{DICE_OUTPUT} 4."
     assert events[-1][1]["result"]["output"] == body["output"]
     listed_only = _chat(
         mcp_client,

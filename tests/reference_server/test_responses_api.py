@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import uvicorn
-from mcp.server import MCPServer
 
 from conformance.cli import main
+from conformance.mcp_server import DICE_OUTPUT
 from reference_server.app import create_app
-from reference_server.embedded import base_url, bind, run_app
-from reference_server.engine import Embeddings, Engine, Finished, FinishReason, Generation, GenerationRequest, Piece
-from reference_server.model import ModelInfo
-from reference_server.prompt import ChatTemplate
+from reference_server.embedded import run_app
+from reference_server.engine import Engine, Finished, FinishReason, Generation, GenerationRequest, Piece
 from reference_server.responses_api import ResponseStore, StoredResponse
+from tests.reference_server.conftest import EngineWrapper, named_events
 
 WEATHER: Any = {
     "type": "function",
@@ -54,19 +50,7 @@ def sdk(reference_base_url: str) -> openai.OpenAI:
 
 def _raw_events(http: httpx.Client, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(event name, data) of a streamed response, read from the socket."""
-    events: list[tuple[str, dict[str, Any]]] = []
-    name = ""
-    with http.stream("POST", "/v1/responses", json={**RAW_GREEDY, **body, "stream": True}) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                name = line[7:]
-            elif line.startswith("data: "):
-                events.append((name, json.loads(line[6:])))
-            else:
-                assert line == "", f"unexpected SSE line {line!r}"
-    return events
+    return named_events(http, "/v1/responses", {**RAW_GREEDY, **body, "stream": True})
 
 
 def _error(response: httpx.Response, status: int) -> dict[str, Any]:
@@ -412,23 +396,11 @@ class _Scripted(Generation):
         return await anext(self._script)
 
 
-class _ScriptedBackend:
+class _ScriptedBackend(EngineWrapper):
     def __init__(self, engine: Engine, events: Sequence[Piece | Finished], *, fail: bool = False) -> None:
-        self.engine = engine
-        self.info: ModelInfo = engine.info
-        self.template: ChatTemplate = engine.template
+        super().__init__(engine)
         self.events = events
         self.fail = fail
-
-    @property
-    def n_ctx(self) -> int:
-        return self.engine.n_ctx
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.engine.tokenize(text)
-
-    async def embed(self, texts: Sequence[str]) -> Embeddings:
-        return await self.engine.embed(texts)
 
     def generate(self, request: GenerationRequest) -> Generation:
         return _Scripted(self.events, self.fail)
@@ -480,32 +452,6 @@ def test_negative_store_bound_is_a_usage_error(capsys: pytest.CaptureFixture[str
 
 
 @pytest.fixture(scope="module")
-def mcp_url() -> Iterator[str]:
-    """A small MCP server (the mcp package, streamable HTTP) on loopback: one dice tool."""
-    server = MCPServer("dice")
-
-    @server.tool()
-    def roll_dice(sides: int = 6) -> str:
-        """Roll a die with the given number of sides."""
-        return f"The die shows {min(sides, 4)}."
-
-    app = server.streamable_http_app(json_response=True, stateless_http=True)
-    sock = bind("127.0.0.1", 0)
-    runner = uvicorn.Server(uvicorn.Config(app, lifespan="on", log_level="warning"))  # lifespan starts MCP's tasks
-    thread = threading.Thread(target=runner.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not runner.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield base_url(sock) + "/mcp"
-    finally:
-        runner.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
-
-
-@pytest.fixture(scope="module")
 def mcp_app(reference_engine: Engine) -> Iterator[str]:
     with run_app(create_app(reference_engine, allow_remote_mcp=True)) as url:
         yield url
@@ -540,7 +486,7 @@ def test_mcp_call_without_approval(mcp_app: str, mcp_url: str, reference_model_i
     assert call.type == "mcp_call"
     assert call.name == "roll_dice"
     assert call.output is not None
-    assert call.output.startswith("The die shows")
+    assert call.output.startswith(DICE_OUTPUT)
     assert call.error is None
     assert answer
     assert answer[0].type == "message"
@@ -588,7 +534,7 @@ def test_mcp_call_waits_for_approval(mcp_app: str, mcp_url: str, reference_model
     call = next(item for item in approved.output if item.type == "mcp_call")
     assert call.approval_request_id == request.id
     assert call.output is not None
-    assert "The die shows" in call.output
+    assert DICE_OUTPUT in call.output
     assert approved.output[-1].type == "message"
     with pytest.raises(openai.BadRequestError, match="did not make"):
         sdk.responses.create(

@@ -16,37 +16,15 @@ import httpx
 from reference_server.app import create_app
 from reference_server.embedded import run_app
 from reference_server.engine import Embeddings, Engine, Finished, FinishReason, Generation, GenerationRequest, Piece
-from reference_server.model import ModelInfo
-from reference_server.prompt import ChatTemplate
+from reference_server.serving import combined
+from tests.reference_server.conftest import EngineWrapper
 
 GREEDY = {"temperature": 0, "seed": 7}
 MARK = "PREPARE-SLOWLY"
 DEADLINE_S = 120  # generous: these tests wait for events, never for a duration
 
 
-class _Wrapper:
-    """The real engine behind the Backend surface; subclasses observe or slow down parts of it."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.info: ModelInfo = engine.info
-        self.template: ChatTemplate = engine.template
-
-    @property
-    def n_ctx(self) -> int:
-        return self.engine.n_ctx
-
-    def tokenize(self, text: str) -> list[int]:
-        return self.engine.tokenize(text)
-
-    def generate(self, request: GenerationRequest) -> Generation:
-        return self.engine.generate(request)
-
-    async def embed(self, texts: Sequence[str]) -> Embeddings:
-        return await self.engine.embed(texts)
-
-
-class _BlockingTokenizer(_Wrapper):
+class _BlockingTokenizer(EngineWrapper):
     """Tokenizing a prompt that holds MARK blocks until released: a preparation as slow as the test wants."""
 
     def __init__(self, engine: Engine) -> None:
@@ -111,7 +89,7 @@ class _Recorded(Generation):
         return event
 
 
-class _Recording(_Wrapper):
+class _Recording(EngineWrapper):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         self.logs: list[list[object]] = []
@@ -209,3 +187,11 @@ def test_an_abandoned_embeddings_request_leaves_the_queue(reference_engine: Engi
         _wait_for(lambda: all(_finished(log) for log in backend.logs), "the generation to stop")
         assert client.post("/v1/embeddings", json={"input": "fresh"}).status_code == 200
     assert backend.embeds == ["waiting", "cancelled", "waiting", "done"]
+
+
+def test_combined_counts_two_generations_as_one_with_the_second_reason() -> None:
+    before = Finished(FinishReason.LENGTH, prompt_tokens=30, completion_tokens=5, seconds=0.5, cached_tokens=2)
+    after = Finished(FinishReason.STOP, prompt_tokens=45, completion_tokens=7, seconds=0.25, cached_tokens=30)
+    assert combined(before, after) == Finished(
+        FinishReason.STOP, prompt_tokens=75, completion_tokens=12, seconds=0.75, cached_tokens=32
+    )

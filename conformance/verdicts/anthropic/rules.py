@@ -21,6 +21,7 @@ from conformance.verdicts import items
 from conformance.verdicts.anthropic.sdk import sdk_replay
 from conformance.verdicts.anthropic.view import Frame, MessagesView, Surface
 from conformance.verdicts.context import Issue, as_dict
+from conformance.verdicts.rule import schema_issues
 
 __all__ = ["RULES", "STATUS_ERROR_TYPES", "MessagesRule"]
 
@@ -48,18 +49,7 @@ class MessagesRule:
 
     def findings(self, view: MessagesView) -> list[Finding]:
         return [
-            Finding(
-                item=issue.item or ITEM,
-                check=self.id,
-                message=issue.message,
-                endpoint=view.exchange.endpoint,
-                exchange=issue.exchange,
-                chunk=issue.chunk,
-                raw=view.raw_of(issue),
-                pointer=issue.pointer,
-                expected=issue.expected,
-                seen=issue.seen,
-            )
+            issue.finding(item=ITEM, check=self.id, endpoint=view.exchange.endpoint, raw=view.raw_of(issue))
             for issue in self.judge(view)
         ]
 
@@ -71,16 +61,6 @@ def _rule(rule_id: str) -> Callable[[Judge], MessagesRule]:
     return wrap
 
 
-def _schema_issues(schema: Schema, instance: object, what: str, chunk: int | None = None) -> Iterator[Issue]:
-    for error in schemas.errors(schema, instance):
-        yield Issue(
-            f"{what} breaks the `{schema.value}` schema: {error.message}",
-            chunk=chunk,
-            pointer=error.pointer,
-            expected=error.constraint,
-        )
-
-
 @_rule("error-envelope")
 def error_envelope(view: MessagesView) -> Iterator[Issue]:
     """An error status carries Anthropic's envelope `{"type": "error", "error": {"type", "message"}}`, its type
@@ -88,7 +68,7 @@ def error_envelope(view: MessagesView) -> Iterator[Issue]:
     if view.response is None or view.ok:
         return
     body = view.body
-    yield from _schema_issues(Schema.ANTHROPIC_ERROR, body, f"the {view.status} error body")
+    yield from schema_issues(Schema.ANTHROPIC_ERROR, body, f"the {view.status} error body")
     kind = as_dict(as_dict(body).get("error")).get("type")
     expected = STATUS_ERROR_TYPES.get(view.status or 0)
     if expected is not None and isinstance(kind, str) and kind != expected:
@@ -107,7 +87,7 @@ def body_schema(view: MessagesView) -> Iterator[Issue]:
     if not view.ok or view.response is None:
         return
     if view.surface is Surface.COUNT_TOKENS:
-        yield from _schema_issues(Schema.ANTHROPIC_COUNT_TOKENS, view.body, "the count_tokens body")
+        yield from schema_issues(Schema.ANTHROPIC_COUNT_TOKENS, view.body, "the count_tokens body")
         return
     asked = view.request.get("stream") is True
     if asked and not view.streamed:
@@ -119,7 +99,7 @@ def body_schema(view: MessagesView) -> Iterator[Issue]:
     elif view.streamed and not asked:
         yield Issue("the request did not ask to stream but the answer is an event stream", expected="a message body")
     if not view.streamed:
-        yield from _schema_issues(Schema.ANTHROPIC_MESSAGE, view.body, "the message body")
+        yield from schema_issues(Schema.ANTHROPIC_MESSAGE, view.body, "the message body")
 
 
 @_rule("event-lines")
@@ -154,8 +134,8 @@ def event_schema(view: MessagesView) -> Iterator[Issue]:
         if frame.payload is None:
             yield Issue(f"the event's data is {frame.problem}", chunk=frame.chunk, expected="a JSON object")
             continue
-        yield from _schema_issues(
-            Schema.ANTHROPIC_EVENT, frame.payload, f"the {frame.type or 'untyped'} event", frame.chunk
+        yield from schema_issues(
+            Schema.ANTHROPIC_EVENT, frame.payload, f"the {frame.type or 'untyped'} event", chunk=frame.chunk
         )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from conformance.exchange import Exchange
 from conformance.verdicts.context import Context, Issue, as_dict, excerpt
+from conformance.verdicts.frames import Frame, frames_of
 
 __all__ = ["Block", "Frame", "MessagesView", "Surface", "surface_of", "view", "view_of"]
 
@@ -30,22 +31,6 @@ def surface_of(method: str, path: str) -> Surface | None:
     if p.endswith("/messages") or p == "messages":
         return Surface.MESSAGES
     return None
-
-
-@dataclass(frozen=True)
-class Frame:
-    """One SSE event of a stream that carries data: its position among all events, `event:` name, payload."""
-
-    chunk: int
-    name: str | None
-    payload: dict[str, Any] | None
-    """The data decoded as a JSON object, None when it is not one (see `problem`)."""
-    problem: str | None = None
-
-    @property
-    def type(self) -> str | None:
-        value = None if self.payload is None else self.payload.get("type")
-        return value if isinstance(value, str) else None
 
 
 @dataclass
@@ -96,22 +81,7 @@ class MessagesView:
     @cached_property
     def frames(self) -> list[Frame]:
         """Every event with a data field, in order (comments and data-less blocks left out)."""
-        out: list[Frame] = []
-        if self.response is None or self.response.events is None:
-            return out
-        for i, event in enumerate(self.response.events):
-            if event.data is None:
-                continue
-            try:
-                payload = json.loads(event.data)
-            except ValueError as exc:
-                out.append(Frame(i, event.event, None, f"not JSON ({exc})"))
-                continue
-            if not isinstance(payload, dict):
-                out.append(Frame(i, event.event, None, f"a JSON {type(payload).__name__}, not an object"))
-                continue
-            out.append(Frame(i, event.event, payload))
-        return out
+        return frames_of(None if self.response is None else self.response.events)
 
     @cached_property
     def blocks(self) -> list[Block]:
