@@ -32,7 +32,7 @@ from reference_server.engine import Backend, Finished, GenerationRequest, Piece
 from reference_server.errors import ApiError, anthropic_error_body, error_body, native_error_body
 from reference_server.limits import Limits
 from reference_server.lmstudio_api import lmstudio_router
-from reference_server.lmstudio_v0 import lmstudio_v0_router
+from reference_server.lmstudio_v0 import embedding_fields, lmstudio_v0_router
 from reference_server.models import Lease, LeaseScope, ModelEntry, Models, lease_for
 from reference_server.openai_api import (
     DEFAULT_COMPLETION_TOKENS,
@@ -136,8 +136,9 @@ def create_app(
         return await answer_completion(request)
 
     @router.post("/v1/embeddings")
-    @router.post("/api/v0/embeddings")  # LM Studio's twin answers exactly as /v1 (no stats: nothing is generated)
+    @router.post("/api/v0/embeddings")  # LM Studio's twin: the /v1 answer plus stats, model_info and runtime
     async def embeddings(request: Request) -> dict[str, Any]:
+        started = time.perf_counter()
         body = await parse_body(request, EmbeddingRequest)
         lease = await lease_for(request, body.model, ttl=body.ttl)
         backend, model = lease.backend, lease.model
@@ -157,12 +158,15 @@ def create_app(
             {"object": "embedding", "index": index, "embedding": encode_embedding(vector) if base64 else vector}
             for index, vector in enumerate(result.vectors)
         ]
-        return {
+        answer = {
             "object": "list",
             "data": data,
             "model": model,
             "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
         }
+        if request.url.path.startswith("/api/v0/"):
+            answer |= embedding_fields(lease, result.prompt_tokens, time.perf_counter() - started)
+        return answer
 
     from reference_server.anthropic_api import messages_router  # imports this module: loaded once it is ready
 

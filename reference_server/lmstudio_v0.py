@@ -11,9 +11,9 @@ import llama_cpp
 from fastapi import APIRouter, Request, Response
 
 from reference_server.engine import Finished, FinishReason, Piece
-from reference_server.models import Lease, ModelEntry, Models
+from reference_server.models import Instance, Lease, ModelEntry, Models
 
-__all__ = ["GenerationReport", "lmstudio_v0_router", "model_row", "runtime_info"]
+__all__ = ["GenerationReport", "embedding_fields", "lmstudio_v0_router", "model_row", "runtime_info"]
 
 _V0_TYPES = {"llm": "llm", "embedding": "embeddings"}
 
@@ -59,7 +59,6 @@ class GenerationReport:
         ended = self.ended if self.ended is not None else time.perf_counter()
         first = self.first_token if self.first_token is not None else ended
         generating = max(ended - first, 0.0)
-        info = self.instance.entry.info
         return {
             "stats": {
                 "tokens_per_second": round(finished.completion_tokens / generating, 3) if generating > 0 else 0.0,
@@ -67,14 +66,29 @@ class GenerationReport:
                 "generation_time": round(generating, 3),
                 "stop_reason": stop_reason(finished, called_tools=called_tools),
             },
-            "model_info": {
-                "arch": info.arch,
-                "quant": info.quantization,
-                "format": "gguf",
-                "context_length": self.instance.context_length,
-            },
+            "model_info": _model_info(self.instance),
             "runtime": runtime_info(),
         }
+
+
+def _model_info(instance: Instance) -> dict[str, Any]:
+    info = instance.entry.info
+    return {"arch": info.arch, "quant": info.quantization, "format": "gguf", "context_length": instance.context_length}
+
+
+def embedding_fields(lease: Lease, prompt_tokens: int, seconds: float) -> dict[str, Any]:
+    """`stats`, `model_info` and `runtime` for /api/v0/embeddings. LM Studio's documented example has none; the
+    stats here time the one pass over the input (no token is generated, so the input ran to its end)."""
+    return {
+        "stats": {
+            "tokens_per_second": round(prompt_tokens / seconds, 3) if seconds > 0 else 0.0,
+            "time_to_first_token": round(seconds, 3),
+            "generation_time": round(seconds, 3),
+            "stop_reason": "eosFound",
+        },
+        "model_info": _model_info(lease.instance),
+        "runtime": runtime_info(),
+    }
 
 
 Answer = Callable[[Request, Callable[[Lease], GenerationReport]], Awaitable[Response]]

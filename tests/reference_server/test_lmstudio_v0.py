@@ -148,11 +148,16 @@ def test_a_v0_answer_that_ends_by_itself_says_eos_found(reference_base_url: str)
     assert answer["stats"]["stop_reason"] == "eosFound"
 
 
-def test_v0_embeddings_answer_as_v1(reference_base_url: str) -> None:
+def test_v0_embeddings_answer_as_v1_plus_stats_model_info_and_runtime(reference_base_url: str) -> None:
     with httpx.Client(base_url=reference_base_url, timeout=TIMEOUT_S) as client:
         v0 = client.post("/api/v0/embeddings", json={"input": "hello"}).json()
         v1 = client.post("/v1/embeddings", json={"input": "hello"}).json()
+    extra = {key: v0.pop(key) for key in ("stats", "model_info", "runtime")}
     assert v0 == v1
+    assert set(extra["stats"]) == {"tokens_per_second", "time_to_first_token", "generation_time", "stop_reason"}
+    assert extra["stats"]["tokens_per_second"] > 0
+    assert extra["model_info"]["format"] == "gguf"
+    assert extra["runtime"]["supported_formats"] == ["gguf"]
 
 
 @pytest.mark.parametrize(
