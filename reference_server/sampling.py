@@ -67,10 +67,11 @@ class TokenSampler:
         end_tokens: frozenset[int] = frozenset(),
     ) -> None:
         self._n_vocab = int(llama_cpp.llama_vocab_n_tokens(model.vocab))
-        self._argmax = temperature <= 0 and not (frequency_penalty or presence_penalty)
+        penalised = bool(frequency_penalty or presence_penalty or repeat_penalty != 1.0)
+        self._argmax = temperature <= 0 and not penalised
         self._chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
         stages = []
-        if frequency_penalty or presence_penalty or repeat_penalty != 1.0:
+        if penalised:
             stages.append(
                 llama_cpp.llama_sampler_init_penalties(
                     self._n_vocab, 64, repeat_penalty, frequency_penalty, presence_penalty
