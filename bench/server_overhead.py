@@ -1,11 +1,11 @@
 """Server speed: the reference server against llama.cpp's llama-server (or raw llama-cpp-python), interleaved.
 
 Run: .venv/bin/python bench/server_overhead.py --llama-server PATH [--runs N] [--only CASES]
-Both servers load the same GGUF with the same context size, batch size and thread count, and stream the same
-requests (temperature 0, the same seed, max 200 tokens) from this process, one after the other, alternating
-which goes first. Cases: `/v1/completions`, `/v1/messages` and `/v1/responses`, each with a short prompt and
-a long one (about 1000 tokens). Every prompt starts with its own run number, so neither server finds a prefix
-of it in its KV cache, and llama-server is also sent `cache_prompt: false`.
+Both servers load the same GGUF with the same context size, batch size, thread count and flash attention (on),
+and stream the same requests (temperature 0, the same seed, max 200 tokens) from this process, one after the
+other, alternating which goes first. Cases: `/v1/completions`, `/v1/messages` and `/v1/responses`, each with a
+short prompt and a long one (about 1000 tokens). Every prompt starts with its own run number, so neither server
+finds a prefix of it in its KV cache, and llama-server is also sent `cache_prompt: false`.
 For each side: decode tokens/s ((tokens - 1) / time from first to last token event) and time to first token
 (from sending the request), median and [min-max] over the runs, and the CPU seconds the serving process spent
 per request (Linux; steadier than wall time on a busy machine); then ours/theirs for tokens/s, CPU and the TTFT gap.
@@ -248,6 +248,7 @@ def llama_server_command(binary: str, model: Path, settings: LlamaSettings, port
         *("-m", str(model), "--host", "127.0.0.1", "--port", str(port)),
         *("-t", str(settings.n_threads), "-tb", str(settings.n_threads)),
         *("-c", str(settings.n_ctx), "-b", str(settings.n_batch), "-np", "1"),
+        *("-fa", "on" if settings.flash_attn else "off"),
     ]
 
 
@@ -295,7 +296,10 @@ def main() -> int:
     if args.only:
         cases = [case for case in cases if all(part in case.name for part in args.only.split(","))]
     load = os.getloadavg()
-    print(f"model {model.name}, n_ctx {settings.n_ctx}, n_batch {settings.n_batch}, n_threads {settings.n_threads}")
+    print(
+        f"model {model.name}, n_ctx {settings.n_ctx}, n_batch {settings.n_batch}, n_threads {settings.n_threads}, "
+        f"flash attention {'on' if settings.flash_attn else 'off'}"
+    )
     print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} CPUs)")
     vocab = llama_cpp.Llama(model_path=str(model), vocab_only=True, verbose=False)
     long_text = long_prompt(lambda text: len(vocab.tokenize(text.encode(), add_bos=False)))
@@ -320,6 +324,7 @@ def main() -> int:
                     n_batch=settings.n_batch,
                     n_threads=settings.n_threads,
                     n_threads_batch=settings.n_threads,
+                    flash_attn=settings.flash_attn,
                     verbose=False,
                 )
             )

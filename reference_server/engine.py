@@ -40,7 +40,7 @@ __all__ = [
 
 DEFAULT_TEMPERATURE = 0.8
 DRAFT_TOKENS = 8
-PROMPT_BLOCK = 32  # prompt tokens per llama.cpp batch; see Engine._load_prompt
+MIN_BATCH = 64  # the fewest prompt tokens per llama.cpp batch, on a prompt that long; see Engine._load_prompt
 CLOSE_TIMEOUT_S = 60.0  # how long close() waits for the jobs in progress
 
 
@@ -154,6 +154,8 @@ class Engine:
 
     def __init__(self, path: Path, settings: LlamaSettings | None = None) -> None:
         self.settings = settings or LlamaSettings()
+        if self.settings.n_batch < 2 * MIN_BATCH:
+            raise ValueError(f"n_batch must be at least {2 * MIN_BATCH} (prompts are evaluated in batches of 64+)")
         self.path = path
         self.llama = llama_cpp.Llama(
             model_path=str(path),
@@ -161,6 +163,7 @@ class Engine:
             n_batch=self.settings.n_batch,
             n_threads=self.settings.n_threads,
             n_threads_batch=self.settings.n_threads,
+            flash_attn=self.settings.flash_attn,
             verbose=False,
         )
         metadata: dict[str, str] = dict(self.llama.metadata)
@@ -180,7 +183,7 @@ class Engine:
         self._pieces = self._piece_table(vocab, self.llama.n_vocab())
         self._eog = frozenset(t for t in range(self.llama.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t))
         self._embedder: llama_cpp.Llama | None = None
-        self._prompt_cached = 0  # leading tokens of the KV cache that were evaluated as aligned prompt blocks
+        self._prompt_cached = 0  # leading tokens of the KV cache evaluated as a prompt, in batches of MIN_BATCH or more
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._pending = 0  # jobs queued or running; see idle
         self._pending_lock = threading.Lock()
@@ -297,24 +300,29 @@ class Engine:
         )
 
     def _load_prompt(self, tokens: Sequence[int]) -> int:
-        """Evaluate the prompt in fixed, aligned blocks, reusing the cached blocks it shares with the last prompt.
+        """Evaluate the prompt, after the longest cached prefix whose reuse gives the logits a fresh start gives.
 
-        A token's logits depend on how the tokens before it were batched, so reusing an arbitrary cached
-        prefix makes a seeded request answer differently depending on what ran before it. Evaluating every
-        prompt as the same aligned blocks keeps the answer a function of the request alone. Returns how many
-        leading tokens were reused.
+        A token's logits depend on the kernels that evaluated it and the tokens before it, and llama.cpp's CPU
+        kernels change with the batch size: one token, batches under MIN_BATCH tokens and batches of MIN_BATCH
+        or more each take their own path (flash attention switches at 64 query rows). Within the last path, how
+        the tokens are split into batches changes no bit of the logits (measured; test_prompt_cache checks it on
+        the real model). So a prompt of MIN_BATCH tokens or more is evaluated in batches of MIN_BATCH to n_batch
+        tokens, after the prefix it shares with the last such prompt, always leaving MIN_BATCH tokens to evaluate;
+        a shorter prompt is evaluated whole, without reuse. A seeded answer is then a function of the request
+        alone, whatever ran before it. Returns how many leading tokens were reused.
         """
         llm = self.llama
-        cached = llm.input_ids[: min(self._prompt_cached, llm.n_tokens)]
-        shared = min(len(cached), len(tokens) - 1)
-        mismatch = np.nonzero(cached[:shared] != np.asarray(tokens[:shared], dtype=np.intc))[0]
-        common = int(mismatch[0]) if len(mismatch) else shared
-        start = common - common % PROMPT_BLOCK
+        start = 0
+        if len(tokens) >= MIN_BATCH:
+            cached = llm.input_ids[: min(self._prompt_cached, llm.n_tokens)]
+            shared = min(len(cached), len(tokens) - MIN_BATCH)
+            mismatch = np.nonzero(cached[:shared] != np.asarray(tokens[:shared], dtype=np.intc))[0]
+            start = int(mismatch[0]) if len(mismatch) else shared
         self._prompt_cached = 0
         llm.n_tokens = start
-        for block in range(start, len(tokens), PROMPT_BLOCK):
-            llm.eval(tokens[block : block + PROMPT_BLOCK])
-        self._prompt_cached = len(tokens)
+        for size in prompt_batches(len(tokens) - start, llm.n_batch):
+            llm.eval(tokens[llm.n_tokens : llm.n_tokens + size])
+        self._prompt_cached = len(tokens) if len(tokens) >= MIN_BATCH else 0
         return start
 
     def _decode_all(self, tokens: Sequence[int]) -> None:
@@ -428,6 +436,15 @@ class Engine:
             )
         vectors, count = self._embedder.embed(texts, normalize=True, truncate=False, return_count=True)
         return Embeddings(vectors=[[float(x) for x in vector] for vector in vectors], prompt_tokens=int(count))
+
+
+def prompt_batches(count: int, limit: int) -> list[int]:
+    """Split count tokens into batches of at most limit, none under MIN_BATCH (unless count itself is)."""
+    sizes = [limit] * (count // limit) + ([count % limit] if count % limit else [])
+    if len(sizes) > 1 and sizes[-1] < MIN_BATCH:
+        sizes[-2] -= MIN_BATCH - sizes[-1]
+        sizes[-1] = MIN_BATCH
+    return sizes
 
 
 class Generation:

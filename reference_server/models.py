@@ -210,7 +210,7 @@ def engine_loader(settings: LlamaSettings) -> Loader:
     """A Loader making an Engine with these settings (the context length each load asks for)."""
 
     def load(path: Path, context_length: int) -> Backend:
-        return Engine(path, LlamaSettings(n_ctx=context_length, n_threads=settings.n_threads, n_batch=settings.n_batch))
+        return Engine(path, replace(settings, n_ctx=context_length))
 
     return load
 

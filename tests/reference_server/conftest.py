@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import queue
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import httpx
 import pytest
 
 from conformance.mcp_server import loopback_mcp
-from reference_server.engine import Embeddings, Engine, Generation, GenerationRequest
+from reference_server.engine import Embeddings, Engine, Generation, GenerationRequest, _Job
 from reference_server.model import ModelInfo
 from reference_server.prompt import ChatTemplate
 
@@ -20,6 +21,27 @@ def mcp_url() -> Iterator[str]:
     """The suite's loopback MCP server (the mcp package, streamable HTTP) with one dice tool, `roll_dice`."""
     with loopback_mcp() as url:
         yield url
+
+
+ENGINE_DEADLINE_S = 300  # generous: waits for the engine's worker, never for a duration
+
+type InWorker = Callable[[Callable[[], Any]], Any]
+
+
+@pytest.fixture
+def in_worker(reference_engine: Engine) -> InWorker:
+    """Runs a function in the session engine's worker thread (the only thread that may touch its llama.cpp
+    context) and returns its result."""
+
+    def run(work: Callable[[], Any]) -> Any:
+        results: queue.SimpleQueue[object] = queue.SimpleQueue()
+        reference_engine._submit(_Job(work=lambda job: results.put(work()), emit=results.put))
+        result = results.get(timeout=ENGINE_DEADLINE_S)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    return run
 
 
 class EngineWrapper:

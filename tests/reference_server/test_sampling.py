@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import queue
-from collections.abc import Callable
-
 import llama_cpp
 
-from reference_server.engine import Engine, _Job
+from reference_server.engine import Engine
 from reference_server.sampling import TokenSampler
-
-DEADLINE_S = 300  # generous: waits for the engine's worker, never for a duration
-
-
-def _in_worker[T](engine: Engine, work: Callable[[], T]) -> T:
-    """Run work in the engine's worker thread (the only thread that may touch its llama.cpp context)."""
-    results: queue.SimpleQueue[object] = queue.SimpleQueue()
-    engine._submit(_Job(work=lambda job: results.put(work()), emit=results.put))
-    result = results.get(timeout=DEADLINE_S)
-    if isinstance(result, BaseException):
-        raise result
-    return result  # type: ignore[return-value]  # what work returned
+from tests.reference_server.conftest import InWorker
 
 
-def test_greedy_sampling_picks_the_token_llama_cpp_greedy_picks(reference_engine: Engine) -> None:
+def test_greedy_sampling_picks_the_token_llama_cpp_greedy_picks(reference_engine: Engine, in_worker: InWorker) -> None:
     engine = reference_engine
 
     def pairs() -> list[tuple[int, int]]:
@@ -43,6 +29,6 @@ def test_greedy_sampling_picks_the_token_llama_cpp_greedy_picks(reference_engine
             llama_cpp.llama_sampler_free(chain)
         return picked
 
-    picked = _in_worker(engine, pairs)
+    picked = in_worker(pairs)
     assert [ours for ours, _ in picked] == [theirs for _, theirs in picked]
     assert len({ours for ours, _ in picked}) > 1  # a real continuation, not one token over and over
