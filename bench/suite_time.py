@@ -1,8 +1,10 @@
 """Times the whole catalog against the embedded reference server: wall time, server wait, the suite's own share.
 
 Run from the repository root: `.venv/bin/python bench/suite_time.py` (with the project installed, or
-PYTHONPATH=.). Targets: the whole catalog under 60 s wall on 2 cores with the default model (model load
-included), and the suite's own share of the run (1 - server wait / run wall) under 10 %.
+PYTHONPATH=.). The server is the one `conformance run` starts (`serve_for_suite`: a second model, a preset,
+a token, remote MCP), so every item runs. Targets: the whole catalog under 60 s wall on 2 cores with the
+default model (model load included), and the suite's own share of the run (1 - server wait / run wall)
+under 10 %.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 
 from conformance.check import Status
 from conformance.run import catalog, resolve_target, select
@@ -25,15 +28,15 @@ SHARE_TARGET = 0.10
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--only", default="", help="comma-separated item or check ids, as for `conformance run`")
-    parser.add_argument("--model-path", help="GGUF file (default: the reference server's default model)")
     args = parser.parse_args(argv)
     items = select(catalog(), [s for s in args.only.split(",") if s])
     embedded = importlib.import_module("reference_server.embedded")
 
     start = time.perf_counter()
-    with embedded.serve_in_thread(args.model_path) as base_url, default_client() as client:
+    with embedded.serve_for_suite() as server, default_client() as client:  # as `conformance run` starts it
         ready = time.perf_counter()
-        target = resolve_target(client, base_url)
+        base_url = server.url
+        target = replace(resolve_target(client, base_url, api_key=server.api_key), preset=server.preset)
         report = run_catalog(target, items, client=client)
     wall = time.perf_counter() - start
 
