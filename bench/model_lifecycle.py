@@ -8,7 +8,8 @@ another key, `smollm2-jit` (a symlink), which no request has loaded. Each run:
   3. idle: poll GET /api/v0/models/smollm2-jit every 10 ms from the end of the warm answer until its `state` is
      `not-loaded`; the time printed is that wait minus the 1 s TTL (how late the unload becomes visible).
 The JIT load time is the cold request's latency; its added latency is cold minus warm, per run. (The prompt is
-shorter than the server's 32-token KV cache block, so the warm request reuses none of the cold one's prompt.)
+under the 64 tokens from which the server reuses a cached prompt, so the warm request reuses none of the cold
+one's.)
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,25 +28,13 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from reference_server.embedded import JIT_MODEL_KEY, jit_models_dir, serve_subprocess  # noqa: E402  # after the sys.path insert
 from reference_server.model import default_model_path  # noqa: E402  # after the sys.path insert
 
-KEY = "smollm2-jit"
+KEY = JIT_MODEL_KEY
 TTL_S = 1.0
 POLL_S = 0.01
 UNLOAD_DEADLINE_S = 120.0
-
-
-def start_server(models_dir: Path, threads: int, ctx: int) -> tuple[subprocess.Popen[str], str]:
-    """`conformance serve` in a subprocess with the temp models directory."""
-    command = [sys.executable, "-m", "conformance", "serve", "--host", "127.0.0.1", "--port", "0"]
-    command += ["--models-dir", str(models_dir), "--threads", str(threads), "--ctx", str(ctx)]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ})
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    if " at http" not in line:
-        process.kill()
-        raise SystemExit(f"the server did not start: {line!r}")
-    return process, line.split(" at ", 1)[1].split()[0]
 
 
 def request_s(client: httpx.Client) -> float:
@@ -104,21 +92,18 @@ def main() -> int:
     warm: list[float] = []
     late: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        target = Path(tmp) / "local" / KEY / "SmolLM2-JIT.Q4_1.gguf"
-        target.parent.mkdir(parents=True)
-        target.symlink_to(model)
-        process, url = start_server(Path(tmp), args.threads, args.ctx)
-        try:
-            with httpx.Client(base_url=url, timeout=300) as client:
-                if state(client) != "not-loaded":
-                    raise SystemExit(f"{KEY} is loaded before any request: nothing cold to measure")
-                for _ in range(args.runs):
-                    cold.append(request_s(client))
-                    warm.append(request_s(client))
-                    late.append(unload_visible_s(client) - TTL_S)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+        jit_models_dir(Path(tmp))
+        flags = ("--models-dir", tmp, "--threads", str(args.threads), "--ctx", str(args.ctx))
+        with (
+            serve_subprocess(Path(tmp) / "server.log", *flags) as server,
+            httpx.Client(base_url=server.url, timeout=300) as client,
+        ):
+            if state(client) != "not-loaded":
+                raise SystemExit(f"{KEY} is loaded before any request: nothing cold to measure")
+            for _ in range(args.runs):
+                cold.append(request_s(client))
+                warm.append(request_s(client))
+                late.append(unload_visible_s(client) - TTL_S)
     print(describe("cold request (JIT load + answer)", cold))
     print(describe("warm request (answer only)", warm))
     print(describe("added latency of a JIT load (cold - warm)", [c - w for c, w in zip(cold, warm, strict=True)]))

@@ -20,20 +20,19 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
-import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from conformance.report.matrix import load_columns, render_markdown, write
-from reference_server.model import default_model_path
+from bench.launch import NotStarted, free_port, serving  # noqa: E402  # after the sys.path insert
+from conformance.report.matrix import load_columns, render_markdown, write  # noqa: E402  # after the sys.path insert
+from reference_server.model import default_model_path  # noqa: E402  # after the sys.path insert
 
 STARTUP_TIMEOUT_S = 300.0
 DEFAULT_VENV = Path.home() / ".cache" / "llm-conformance" / "peers" / "llama-cpp-python"
@@ -136,43 +135,17 @@ def _run_peer(peer: Peer, model: Path, out: Path, only: str | None) -> Path | No
 @contextlib.contextmanager
 def _started(peer: Peer, model: Path, out: Path) -> Iterator[str | None]:
     """The peer's base URL while it runs (None when it did not start)."""
-    port = _free_port()
+    port = free_port()
     command = [part.format(port=port, model=model) for part in peer.command]
     log_path = out / f"{peer.name}.log"
+    base_url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
         try:
-            base_url = f"http://127.0.0.1:{port}"
-            if _wait_ready(base_url, process):
+            with serving(command, base_url, log, timeout_s=STARTUP_TIMEOUT_S):
                 yield base_url
-            else:
-                print(f"{peer.name}: did not start (see {log_path})", flush=True)
-                yield None
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_ready(base_url: str, process: subprocess.Popen[bytes]) -> bool:
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    with httpx.Client(timeout=5.0) as client:
-        while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(base_url + "/v1/models").status_code == 200:
-                    return True
-            time.sleep(0.5)
-    return False
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        except NotStarted as exc:
+            print(f"{peer.name}: did not start, it {exc} (see {log_path})", flush=True)
+            yield None
 
 
 if __name__ == "__main__":

@@ -20,9 +20,8 @@ import argparse
 import contextlib
 import json
 import os
-import socket
+import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ import llama_cpp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.launch import NotStarted, free_port, serving  # noqa: E402  # after the sys.path insert
 from reference_server.model import LlamaSettings, default_model_path  # noqa: E402  # after the sys.path insert
 from reference_server.prompt import ChatTemplate  # noqa: E402  # after the sys.path insert
 
@@ -200,41 +200,19 @@ def prompt_for(case: Case, run: int, long_text: str) -> str:
     return f"Run {run}. {SHORT_PROMPTS[run % len(SHORT_PROMPTS)]}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def started(name: str, command: list[str], url: str) -> Iterator[tuple[str, int]]:
     """Run a server until the block ends; yields its URL and process id once /v1/models answers."""
     log = tempfile.NamedTemporaryFile(prefix="bench-", suffix=".log", delete=False)  # noqa: SIM115  # kept for the user
-    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 300
-        with httpx.Client(timeout=5) as client:
-            while True:
-                if process.poll() is not None:
-                    raise SystemExit(f"{name} exited with status {process.returncode}: {' '.join(command)}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(url + "/v1/models").status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{name} did not answer within 300 s: {' '.join(command)}")
-                time.sleep(0.2)
-        yield url, process.pid
+        with serving(command, url, log, cwd=ROOT) as pid:
+            yield url, pid
+    except NotStarted as exc:
+        print(f"{name}'s log: {log.name}", file=sys.stderr)
+        raise SystemExit(f"{name} {exc}: {' '.join(command)}") from None
     except BaseException:
         print(f"{name}'s log: {log.name}", file=sys.stderr)
         raise
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def ours_command(model: Path, settings: LlamaSettings, port: int) -> list[str]:
@@ -290,6 +268,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="model threads for both sides")
     parser.add_argument("--only", help="comma-separated substrings of the case names to run (e.g. completions,long)")
     args = parser.parse_args()
+    if args.llama_server and shutil.which(args.llama_server) is None:
+        parser.error(f"--llama-server {args.llama_server!r} is not an executable file; pass the llama-server binary")
     settings = LlamaSettings(n_threads=args.threads)
     model = default_model_path()
     cases = [Case(endpoint, length) for endpoint in ENDPOINTS for length in ("short", "long")]
@@ -305,13 +285,13 @@ def main() -> int:
     long_text = long_prompt(lambda text: len(vocab.tokenize(text.encode(), add_bos=False)))
     print(f"long prompt: {len(vocab.tokenize(long_text.encode(), add_bos=False))} tokens; max_tokens {args.max_tokens}")
     with contextlib.ExitStack() as stack:
-        port = _free_port()
+        port = free_port()
         command = ours_command(model, settings, port)
         url, pid = stack.enter_context(started("the reference server", command, f"http://127.0.0.1:{port}"))
         ours = HttpSide("reference server", url, pid, {})
         anchor: Side
         if args.llama_server:
-            port = _free_port()
+            port = free_port()
             command = llama_server_command(args.llama_server, model, settings, port)
             url, pid = stack.enter_context(started("llama-server", command, f"http://127.0.0.1:{port}"))
             anchor = HttpSide("llama-server", url, pid, {"cache_prompt": False})

@@ -43,7 +43,7 @@ def unimplemented(item: Item, exchanges: Sequence[Exchange]) -> tuple[str, dict[
             return f"{request} naming a preset that cannot exist was answered: the server ignores `preset`", evidence
         if response.status in ABSENT_STATUSES:
             absent = absent or (f"{request} answered {response.status}", evidence)
-        elif 200 <= response.status < 300 and _unexpected_endpoint(response.body):
+        elif exchange.ok and _unexpected_endpoint(response.body):
             absent = absent or (f'{request} answered {response.status} "Unexpected endpoint or method"', evidence)
         else:
             return None  # the surface answered: it is there
@@ -55,7 +55,7 @@ def route_absent(exchange: Exchange) -> bool:
     response = exchange.response
     if response is None:
         return False
-    return response.status in ABSENT_STATUSES or (200 <= response.status < 300 and _unexpected_endpoint(response.body))
+    return response.status in ABSENT_STATUSES or (exchange.ok and _unexpected_endpoint(response.body))
 
 
 def _unexpected_endpoint(body: Any) -> bool:
@@ -66,14 +66,14 @@ def _unexpected_endpoint(body: Any) -> bool:
 def _ignores_draft_model(exchange: Exchange) -> bool:
     response = exchange.response
     asked = isinstance(exchange.request.json.get("draft_model"), str)
-    if not asked or response is None or response.is_stream or not 200 <= response.status < 300:
+    if not asked or response is None or response.is_stream or not exchange.ok:
         return False
     return isinstance(response.body, dict) and "stats" not in response.body
 
 
 def _ignores_preset(exchange: Exchange) -> bool:
     response = exchange.response
-    if response is None or not names_unknown_preset(exchange.request.json) or not 200 <= response.status < 300:
+    if response is None or not names_unknown_preset(exchange.request.json) or not exchange.ok:
         return False
     return not _unexpected_endpoint(response.body)
 

@@ -126,6 +126,11 @@ class Exchange:
     error. The request was then sent again on a fresh connection, and the rest is the second attempt's."""
 
     @property
+    def ok(self) -> bool:
+        """A 2xx response came back."""
+        return self.response is not None and 200 <= self.response.status < 300
+
+    @property
     def endpoint(self) -> str:
         """The request path without query string, e.g. `/v1/chat/completions`."""
         return self.request.path.split("?", 1)[0]

@@ -155,7 +155,7 @@ class Engine:
     def __init__(self, path: Path, settings: LlamaSettings | None = None) -> None:
         self.settings = settings or LlamaSettings()
         if self.settings.n_batch < 2 * MIN_BATCH:
-            raise ValueError(f"n_batch must be at least {2 * MIN_BATCH} (prompts are evaluated in batches of 64+)")
+            raise ValueError(f"n_batch must be at least {2 * MIN_BATCH} (prompts run in batches of {MIN_BATCH}+)")
         self.path = path
         self.llama = llama_cpp.Llama(
             model_path=str(path),

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from reference_server import embedded
 from reference_server.embedded import engine_for, serve_in_thread
 from reference_server.engine import Engine
-from reference_server.model import default_model_path
 
 # One llama.cpp thread in tests: its threads spin at barriers, so when anything else wants the CPU (a proxy
 # subprocess, a second test run, a busy CI host) a server using every core slows down by an order of
@@ -36,14 +36,7 @@ def reference_model_id(reference_engine: Engine) -> str:
     return reference_engine.info.id
 
 
-JIT_MODEL_KEY = "smollm2-jit"
-
-
 @pytest.fixture(scope="session")
 def jit_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models directory in LM Studio's layout holding a second model, key "smollm2-jit": a symlink of SmolLM2."""
-    root = tmp_path_factory.mktemp("models")
-    target = root / "local" / JIT_MODEL_KEY / "SmolLM2-JIT.Q4_1.gguf"
-    target.parent.mkdir(parents=True)
-    target.symlink_to(default_model_path())
-    return root
+    return embedded.jit_models_dir(tmp_path_factory.mktemp("models"))

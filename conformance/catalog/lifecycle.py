@@ -63,7 +63,7 @@ def _ttl_plan(target: Target) -> Generator[RequestSpec, Exchange, None]:
     sizes = (yield RequestSpec("GET", SIZES)) if len(candidates) > 1 else None
     model = jit_candidate(listing, sizes) or candidates[0]
     loaded = yield _jit_request(model)
-    if not _ok(loaded):
+    if not loaded.ok:
         return
     row = yield RequestSpec("GET", row_path(model))
     waited = 0.0
@@ -73,7 +73,7 @@ def _ttl_plan(target: Target) -> Generator[RequestSpec, Exchange, None]:
     if row_state(row) != NOT_LOADED:  # never unloaded, or no row to read: the verdict says which
         return
     again = yield _jit_request(model)
-    if _ok(again):
+    if again.ok:
         yield RequestSpec("GET", row_path(model))
 
 
@@ -81,10 +81,6 @@ def _ttl_verdict(exchanges: Sequence[Exchange]) -> list[Finding]:
     return validate_contexts([Context(e) for e in exchanges]) + ttl_findings(
         exchanges, ttl=TTL_SECONDS, check=_TTL_CHECK
     )
-
-
-def _ok(exchange: Exchange) -> bool:
-    return exchange.response is not None and 200 <= exchange.response.status < 300
 
 
 _TTL = Item(

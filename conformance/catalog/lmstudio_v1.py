@@ -59,7 +59,7 @@ def _view(exchange: Exchange | Context) -> V1View | None:
 
 
 def _models(exchange: Exchange | None) -> list[dict[str, Any]]:
-    if exchange is None or exchange.response is None or not 200 <= exchange.response.status < 300:
+    if exchange is None or exchange.response is None or not exchange.ok:
         return []
     found = as_dict(exchange.response.body).get("models")
     return [as_dict(m) for m in found] if isinstance(found, list) else []

@@ -167,7 +167,7 @@ class Context:
     @property
     def ok(self) -> bool:
         """A 2xx response arrived."""
-        return self.response is not None and 200 <= self.response.status < 300
+        return self.exchange.ok
 
     @property
     def body(self) -> Any:

@@ -65,7 +65,7 @@ def jit_candidate(listing: Exchange | None, sizes: Exchange | None = None) -> st
 
 def row_state(exchange: Exchange | None) -> Any:
     """The `state` of a GET /api/v0/models/{id} answer (None without a 2xx JSON row)."""
-    if exchange is None or exchange.response is None or not _ok(exchange):
+    if exchange is None or exchange.response is None or not exchange.ok:
         return None
     body = exchange.response.body
     return body.get("state") if isinstance(body, dict) else None
@@ -76,7 +76,7 @@ def ttl_not_exercised(exchanges: Sequence[Exchange]) -> str | None:
     listing = exchanges[0] if exchanges and _is_listing(exchanges[0]) else None
     if listing is None or listing.response is None:
         return f"GET {LISTING} was not asked"
-    if not _ok(listing):
+    if not listing.ok:
         return (
             f"GET {LISTING} answered {listing.response.status}: the server shows no model state, so an idle unload "
             "cannot be observed (only the acceptance of `ttl` was checked)"
@@ -113,7 +113,7 @@ class _Walk:
             return
         first, *later = requests
         yield from self._answered(first, f"the request naming not-loaded model {self.model!r} with `ttl` failed")
-        if not _ok(first[1]):
+        if not first[1].ok:
             return
         reload = later[0] if later else None
         end = reload[0] if reload else len(self.exchanges)
@@ -133,13 +133,13 @@ class _Walk:
         )
         after = [(i, e) for i, e in steps if i > reload[0] and e.request.method == "GET"]
         yield from self._polls(after)
-        if _ok(reload[1]) and after:
+        if reload[1].ok and after:
             yield from self._loaded_after(reload, after[0], "after the next request loaded it again")
 
     def _answered(self, step: tuple[int, Exchange], message: str) -> Iterator[Finding]:
         index, exchange = step
         response = exchange.response
-        if response is not None and not _ok(exchange):
+        if response is not None and not exchange.ok:
             yield self._finding(
                 f"{message}: {response.status} {_error_text(response.body)}",
                 index,
@@ -152,7 +152,7 @@ class _Walk:
             response = exchange.response
             if response is None:
                 continue
-            if not _ok(exchange) or not isinstance(response.body, dict):
+            if not exchange.ok or not isinstance(response.body, dict):
                 yield self._finding(
                     f"GET {row_path(self.model)} answered {response.status} without a model row; the model's "
                     "`state` cannot be read",
@@ -245,7 +245,7 @@ def _is_sizes(exchange: Exchange) -> bool:
 
 def _sizes(answer: Exchange | None) -> dict[str, float]:
     """Model key -> `size_bytes` from a GET /api/v1/models answer (`{"models": [...]}`); empty without one."""
-    if answer is None or answer.response is None or not _ok(answer) or not isinstance(answer.response.body, dict):
+    if answer is None or answer.response is None or not answer.ok or not isinstance(answer.response.body, dict):
         return {}
     models = answer.response.body.get("models")
     rows = [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
@@ -257,15 +257,11 @@ def _sizes(answer: Exchange | None) -> dict[str, float]:
 
 
 def _rows(listing: Exchange | None) -> list[dict[str, Any]]:
-    if listing is None or listing.response is None or not _ok(listing):
+    if listing is None or listing.response is None or not listing.ok:
         return []
     body = listing.response.body
     data = body.get("data") if isinstance(body, dict) else None
     return [row for row in data if isinstance(row, dict)] if isinstance(data, list) else []
-
-
-def _ok(exchange: Exchange) -> bool:
-    return exchange.response is not None and 200 <= exchange.response.status < 300
 
 
 def _seconds_between(request: Exchange, later: Exchange) -> float | None:

@@ -64,7 +64,7 @@ class MessagesView:
 
     @property
     def ok(self) -> bool:
-        return self.response is not None and 200 <= self.response.status < 300
+        return self.exchange.ok
 
     @property
     def status(self) -> int | None:
